@@ -1,0 +1,286 @@
+"""Parse the many forms an image arrives in, and repack results as CCDData.
+
+Policy (documented in ``docs/data_model.rst``):
+
+* The input is never modified: every array is copied.
+* Data become native-endian ``float32``; FITS big-endian data are converted.
+* Pixels that are NaN/inf or masked are *bad*. They are filled with the
+  background level before the network sees them and restored afterwards:
+  NaN/inf come back as they were, masked pixels keep their mask bit and the
+  network's value.
+* The output header is the input header with every WCS keyword removed, the
+  output WCS written by `~astropy.nddata.CCDData` itself, and provenance added:
+  a ``HISTORY`` line and the keywords ``ANR_OP`` (operation), ``ANR_MOD``
+  (model name), ``ANR_VER`` (package version) and ``ANR_SHA`` (first 16 hex
+  digits of the weights' sha256).
+"""
+
+import copy
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData, StdDevUncertainty
+from astropy.wcs import WCS
+
+from .wcs_utils import strip_wcs_keywords
+
+__all__ = []
+
+#: Unit given to inputs that carry none (a bare array, a header without BUNIT).
+DEFAULT_UNIT = u.dimensionless_unscaled
+
+
+@dataclass
+class ParsedImage:
+    """An input image reduced to plain, owned, native-endian arrays.
+
+    Attributes
+    ----------
+    data : ndarray
+        ``float32`` copy, shape (ny, nx) or (ny, nx, 3) for colour.
+    unit : `~astropy.units.UnitBase`
+    wcs : `~astropy.wcs.WCS` or None
+    meta : `~astropy.io.fits.Header`
+        Copy of the input header (empty when there was none).
+    mask : ndarray of bool or None
+        The input's mask, copied.
+    uncertainty : ndarray or None
+        Standard deviation per pixel (converted from variance or inverse
+        variance), in ``unit``.
+    bad : ndarray of bool
+        Pixels the network must not see: non-finite or masked.
+    """
+
+    data: np.ndarray
+    unit: u.UnitBase
+    wcs: WCS | None
+    meta: fits.Header
+    mask: np.ndarray | None
+    uncertainty: np.ndarray | None
+    bad: np.ndarray
+
+    @property
+    def is_color(self):
+        return self.data.ndim == 3
+
+    @property
+    def nonfinite(self):
+        """Pixels that were NaN or inf in the input (restored in the output)."""
+        return ~np.isfinite(self.data)
+
+
+def parse_image(data, *, allow_color=False, unit=None):
+    """Turn any supported input into a `ParsedImage`.
+
+    Parameters
+    ----------
+    data : CCDData, NDData, HDU, HDUList, str or PathLike, tuple or ndarray
+        ``(array, WCS)`` and ``(array, Header)`` tuples are accepted.
+    allow_color : bool
+        Accept (ny, nx, 3) arrays as colour images.
+    unit : unit-like, optional
+        Unit for inputs that carry none; an input's own unit wins.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or non-numeric data.
+    ValueError
+        For empty arrays or the wrong number of dimensions.
+    """
+    array, wcs, header, mask, uncertainty, own_unit = _unpack(data)
+    array = _as_float_array(array, allow_color=allow_color)
+    header = fits.Header() if header is None else header.copy()
+    if wcs is None and header:
+        wcs = _wcs_from_header(header)
+    elif wcs is not None:
+        wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
+    unit = _choose_unit(own_unit, header, unit)
+    mask = None if mask is None else _checked_mask(mask, array.shape)
+    bad = ~np.isfinite(array)
+    if bad.ndim == 3:
+        bad = bad.any(axis=-1)
+    if mask is not None:
+        bad |= mask if mask.ndim == 2 else mask.any(axis=-1)
+    sigma = None if uncertainty is None else as_std_array(uncertainty, array.shape, unit)
+    return ParsedImage(array, unit, wcs, header, mask, sigma, bad)
+
+
+def _unpack(data):
+    """Return (array, wcs, header, mask, uncertainty, unit) without copying."""
+    if isinstance(data, NDData):  # CCDData is an NDData
+        header = _header_from_meta(data.meta)
+        return data.data, data.wcs, header, data.mask, data.uncertainty, data.unit
+    if isinstance(data, (str, os.PathLike)):
+        return _unpack_hdulist_file(data)
+    if isinstance(data, fits.HDUList):
+        return _unpack_hdu(_first_image_hdu(data))
+    if isinstance(data, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+        return _unpack_hdu(data)
+    if isinstance(data, tuple):
+        return _unpack_tuple(data)
+    if isinstance(data, np.ndarray) or (hasattr(data, "__array__") and not isinstance(data, str)):
+        return data, None, None, _mask_of(data), None, None
+    raise TypeError(
+        f"unsupported input type {type(data).__name__!r}: pass a CCDData, NDData, FITS HDU, "
+        "HDUList, path to a FITS file, (array, WCS or Header) tuple, or a 2-D array"
+    )
+
+
+def _unpack_tuple(data):
+    if len(data) != 2:
+        raise TypeError(f"a tuple input must be (array, WCS or Header), got {len(data)} items")
+    array, second = data
+    if isinstance(second, WCS):
+        return array, second, None, _mask_of(array), None, None
+    if isinstance(second, fits.Header):
+        return array, None, second, _mask_of(array), None, None
+    raise TypeError(
+        f"the second item of an (array, ...) tuple must be a WCS or a Header, "
+        f"got {type(second).__name__!r}"
+    )
+
+
+def _unpack_hdulist_file(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such FITS file: {path}")
+    with fits.open(path, memmap=False) as hdulist:
+        hdu = _first_image_hdu(hdulist)
+        array = np.array(hdu.data)  # read fully before the file closes
+        header = hdu.header.copy()
+    return array, None, header, None, None, None
+
+
+def _unpack_hdu(hdu):
+    return hdu.data, None, hdu.header, None, None, None
+
+
+def _first_image_hdu(hdulist):
+    for hdu in hdulist:
+        if hdu.is_image and hdu.data is not None and hdu.data.size > 0:
+            return hdu
+    raise ValueError("the FITS file or HDUList has no image HDU with data")
+
+
+def _mask_of(array):
+    return np.ma.getmaskarray(array) if np.ma.isMaskedArray(array) else None
+
+
+def _header_from_meta(meta):
+    if isinstance(meta, fits.Header):
+        return meta
+    header = fits.Header()
+    for key, value in (meta or {}).items():
+        if isinstance(value, (str, int, float, bool, np.number)) and len(str(key)) <= 8:
+            header[str(key)] = value
+    return header
+
+
+def _as_float_array(array, *, allow_color):
+    if np.ma.isMaskedArray(array):
+        array = np.ma.getdata(array)
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"image data must be numeric (bool, integer or float), got dtype {array.dtype}")
+    if array.size == 0:
+        raise ValueError("image data are empty (an array of size 0)")
+    is_color = array.ndim == 3 and array.shape[-1] == 3
+    if array.ndim != 2 and not (allow_color and is_color):
+        expected = "a 2-D image or an (ny, nx, 3) colour image" if allow_color else "a 2-D image"
+        raise ValueError(f"expected {expected}, got an array of shape {array.shape}")
+    # astype always copies, and float32 in native byte order is what torch takes
+    return array.astype(np.float32)
+
+
+def _checked_mask(mask, shape):
+    mask = np.array(mask, dtype=bool)
+    if mask.shape == shape or (mask.shape == shape[:2] and len(shape) == 3):
+        return mask
+    raise ValueError(f"mask shape {mask.shape} does not match data shape {shape}")
+
+
+def _wcs_from_header(header):
+    wcs = WCS(header, naxis=2, fix=False)
+    return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
+
+
+def _choose_unit(own_unit, header, unit):
+    if own_unit is not None:
+        return u.Unit(own_unit)
+    if "BUNIT" in header and str(header["BUNIT"]).strip():
+        try:
+            return u.Unit(header["BUNIT"], parse_strict="raise")
+        except ValueError as err:
+            if unit is None:
+                raise ValueError(
+                    f"cannot parse BUNIT {header['BUNIT']!r} in the header; pass unit= explicitly"
+                ) from err
+    return DEFAULT_UNIT if unit is None else u.Unit(unit)
+
+
+def as_std_array(uncertainty, shape, unit):
+    if not hasattr(uncertainty, "represent_as"):
+        uncertainty = StdDevUncertainty(uncertainty)
+    std = uncertainty.represent_as(StdDevUncertainty)
+    sigma = np.array(std.array, dtype=np.float32)
+    if std.unit is not None and std.unit != unit:
+        sigma = (sigma * std.unit).to_value(unit).astype(np.float32)
+    if sigma.shape != shape[:2]:
+        raise ValueError(f"uncertainty shape {sigma.shape} does not match data shape {shape[:2]}")
+    return sigma
+
+
+def filled_for_network(parsed, fill_value):
+    """Return a copy of the data with bad pixels replaced by ``fill_value``."""
+    filled = parsed.data.copy()
+    filled[parsed.bad] = fill_value
+    return filled
+
+
+def restore_bad_pixels(parsed, output):
+    """Put NaN/inf of the input back into ``output`` (same shape as the input)."""
+    nonfinite = parsed.nonfinite
+    output[nonfinite] = parsed.data[nonfinite]
+    return output
+
+
+def provenance_header(meta, *, operation, model_card, extra_history=()):
+    """Copy of ``meta`` without WCS keywords and with provenance added."""
+    from . import __version__
+
+    header = strip_wcs_keywords(meta)
+    for key in ("BUNIT",):  # CCDData writes the unit itself
+        header.remove(key, ignore_missing=True, remove_all=True)
+    name = str(model_card.get("name", "unknown"))
+    sha = str(model_card.get("sha256", ""))[:16]
+    header["ANR_OP"] = (operation, "astro_nn_restore operation")
+    header["ANR_MOD"] = (name[:68], "astro_nn_restore model name")
+    header["ANR_VER"] = (__version__, "astro_nn_restore version")
+    header["ANR_SHA"] = (sha, "sha256 of model weights (first 16 hex)")
+    header.add_history(f"astro_nn_restore {__version__}: {operation} with model {name} (sha256 {sha})")
+    for line in extra_history:
+        header.add_history(line)
+    return header
+
+
+def repack(parsed, output, *, operation, model_card, wcs=None, unit=None, mask=None,
+           uncertainty=None, extra_history=()):
+    """Build the output `~astropy.nddata.CCDData`.
+
+    ``wcs``, ``unit`` and ``mask`` default to the input's; ``uncertainty`` is
+    a standard-deviation array or None.
+    """
+    header = provenance_header(parsed.meta, operation=operation, model_card=model_card,
+                               extra_history=extra_history)
+    unit = parsed.unit if unit is None else unit
+    return CCDData(
+        output,
+        unit=unit,
+        wcs=parsed.wcs if wcs is None else wcs,
+        meta=header,
+        mask=parsed.mask.copy() if mask is None and parsed.mask is not None else mask,
+        uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty, unit=unit),
+    )

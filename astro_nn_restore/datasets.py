@@ -1,0 +1,107 @@
+"""Clean images for training and benchmarks.
+
+* Simulated skies from `astro_nn_restore.simulate`.
+* The Hubble Deep Field that ships with scikit-image, split into a training
+  part (the left 75 % of the columns) and a held-out part (the right 25 %)
+  that training never sees and benchmarks use.
+* A user's folder of FITS files, read through `ccdproc.ImageFileCollection`.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["hubble_deep_field", "fits_folder_images", "ImagePool", "HDF_SPLIT_COLUMN"]
+
+#: Columns of the Hubble Deep Field at or right of this one are held out.
+HDF_SPLIT_COLUMN = 750
+
+
+def hubble_deep_field(part="train", *, color=False):
+    """The scikit-image Hubble Deep Field as float32 in [0, 1].
+
+    Parameters
+    ----------
+    part : {'train', 'heldout', 'all'}
+    color : bool
+        Return (ny, nx, 3) RGB instead of the (ny, nx) luminance.
+
+    Examples
+    --------
+    >>> hubble_deep_field("heldout").shape
+    (872, 250)
+    """
+    from skimage import data
+
+    from ._color import split_luminance
+
+    rgb = data.hubble_deep_field().astype(np.float32) / 255.0
+    columns = {"train": slice(0, HDF_SPLIT_COLUMN), "heldout": slice(HDF_SPLIT_COLUMN, None),
+               "all": slice(None)}
+    if part not in columns:
+        raise ValueError(f"part must be 'train', 'heldout' or 'all', got {part!r}")
+    rgb = np.ascontiguousarray(rgb[:, columns[part]])
+    return rgb if color else split_luminance(rgb)[0]
+
+
+def fits_folder_images(folder, *, pattern="*.fits*"):
+    """2-D float32 images of every FITS file in ``folder`` (NaN-free crops kept).
+
+    Uses `ccdproc.ImageFileCollection`, so the usual header filtering applies.
+    Files whose first image is not 2-D are skipped with a warning.
+    """
+    import warnings
+
+    from astropy.io import fits
+    from ccdproc import ImageFileCollection
+
+    collection = ImageFileCollection(folder, glob_include=pattern)
+    images = []
+    for path in collection.files_filtered(include_path=True):
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
+            array = None if hdu is None else np.asarray(hdu.data, dtype=np.float32)
+        if array is None or array.ndim != 2:
+            warnings.warn(f"skipping {path}: no 2-D image", UserWarning, stacklevel=2)
+            continue
+        images.append(np.nan_to_num(array, nan=float(np.nanmedian(array))))
+    if not images:
+        raise ValueError(f"no 2-D FITS images found in {folder} matching {pattern!r}")
+    return images
+
+
+@dataclass
+class ImagePool:
+    """A list of clean 2-D images to draw random training patches from."""
+
+    images: list = field(default_factory=list)
+
+    @classmethod
+    def build(cls, *, seed, n_simulated=64, sim_shape=(256, 256), use_hdf=True, folder=None,
+              hdf_part="train"):
+        """Simulated skies, HDF tiles and a user's FITS folder."""
+        from .simulate import simulate_sky
+
+        images = [
+            np.asarray(simulate_sky(sim_shape, seed=seed * 100_003 + i).clean.data, np.float32)
+            for i in range(n_simulated)
+        ]
+        if use_hdf:
+            images.append(hubble_deep_field(hdf_part))
+        if folder is not None:
+            images.extend(fits_folder_images(folder))
+        return cls(images)
+
+    def random_crop(self, rng, size):
+        """A (size, size) crop from a random image (reflect-padded if small), randomly flipped."""
+        image = self.images[rng.integers(len(self.images))]
+        pad = [(0, max(0, size - n)) for n in image.shape]
+        if any(p for _, p in pad):
+            image = np.pad(image, pad, mode="reflect")
+        y = rng.integers(image.shape[0] - size + 1)
+        x = rng.integers(image.shape[1] - size + 1)
+        crop = image[y : y + size, x : x + size]
+        crop = np.rot90(crop, k=rng.integers(4))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return np.ascontiguousarray(crop, dtype=np.float32)

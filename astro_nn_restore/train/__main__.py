@@ -1,0 +1,83 @@
+"""Command line: ``python -m astro_nn_restore.train TASK [options]``."""
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import fields
+
+from . import TASKS, TrainConfig, fit
+
+_HELP = {
+    "out": "output folder (checkpoint, metrics.csv, final weights + card)",
+    "steps": "total optimisation steps",
+    "batch_size": "patches per step",
+    "patch_size": "patch edge in pixels",
+    "lr": "initial learning rate (AdamW)",
+    "seed": "seed of initialisation and of every batch",
+    "val_every": "validate (and log a CSV row) every N steps",
+    "checkpoint_every": "write the checkpoint every N steps",
+    "patience": "stop after N validations without improvement",
+    "clip_grad": "gradient-norm clipping threshold",
+    "max_minutes": "stop (with a checkpoint and export) after this many minutes",
+    "precision": "bf16 (autocast) or fp32",
+    "threads": "torch CPU threads",
+    "resume": "continue from OUT/checkpoint.safetensors exactly where it stopped",
+    "data": "folder of FITS files to train on (besides the simulator)",
+    "name": "model name (file stem of the exported weights and card)",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m astro_nn_restore.train",
+        description="Train an astro_nn_restore model on the CPU. Tasks: " + ", ".join(TASKS),
+    )
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK",
+                                  help="one of: " + ", ".join(TASKS))
+    for name in TASKS:
+        sub = tasks.add_parser(name, help=f"train the {name} model")
+        _add_config_options(sub)
+        sub.add_argument("--arch", type=json.loads, default={}, metavar="JSON",
+                         help='architecture arguments, e.g. \'{"channels": [16, 32]}\'')
+        sub.add_argument("--n-simulated", type=int, default=96,
+                         help="simulated skies in the training pool (default: 96)")
+    return parser
+
+
+def _add_config_options(parser):
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("command", "extra") or f.name not in _HELP:
+            continue
+        option = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(option, action="store_true", help=_HELP[f.name])
+        elif f.name == "precision":
+            parser.add_argument(option, choices=["bf16", "fp32"], default=default, help=_HELP[f.name])
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name in ("max_minutes",):
+                kind = float
+            if f.name in ("threads",):
+                kind = int
+            parser.add_argument(option, type=kind, default=default,
+                                help=f"{_HELP[f.name]} (default: {default})")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    command = "python -m astro_nn_restore.train " + shlex.join(argv)
+    extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
+    config = TrainConfig(**values, command=command, extra=extra)
+    task = TASKS[args.task]()(config)
+    card = fit(task, config)
+    print(f"exported {card['name']} (sha256 {card['sha256'][:16]}) to {config.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

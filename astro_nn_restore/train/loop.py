@@ -1,0 +1,235 @@
+"""The training loop shared by every task.
+
+A task (see `TrainTask`) says how to build its network, draw a batch for a
+given step, compute the loss and score validation. The loop does the rest:
+optimiser, learning-rate schedule (ReduceLROnPlateau on the validation loss),
+gradient clipping, early stopping, bf16 autocast, a tqdm bar, a metrics CSV,
+atomic checkpoints every ``checkpoint_every`` steps and exact resume, and the
+export to the registry format at the end.
+
+Resume is exact because every batch is drawn from a generator seeded by
+``(seed, step)``: nothing about the data stream has to be saved, only the
+weights, the optimiser and scheduler states and the step.
+"""
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..registry import save_model
+from .checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "TrainTask", "fit"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings common to every task (command-line options of the same names)."""
+
+    out: str = "runs/model"
+    steps: int = 2000
+    batch_size: int = 8
+    patch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    val_every: int = 200
+    checkpoint_every: int = 100
+    patience: int = 8
+    clip_grad: float = 1.0
+    max_minutes: float | None = None
+    precision: str = "bf16"
+    threads: int | None = None
+    resume: bool = False
+    data: str | None = None
+    name: str | None = None
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class TrainTask:
+    """Interface a task implements for `fit`.
+
+    Attributes
+    ----------
+    task : str
+        Registry task name (``"denoise"``...).
+    """
+
+    task = "base"
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def batch(self, step, rng):
+        """Return ``(inputs, target)`` tensors for this step."""
+        raise NotImplementedError
+
+    def loss(self, prediction, target, step):
+        raise NotImplementedError
+
+    def validation_batches(self):
+        """A fixed list of ``(inputs, target)`` pairs."""
+        raise NotImplementedError
+
+    def card(self, model):
+        """Task-specific model-card entries (architecture, normalisation...)."""
+        raise NotImplementedError
+
+    def calibrate(self, model):
+        """Optional extra card entries computed from the final model."""
+        return {}
+
+
+def _batch_rng(seed, step):
+    return np.random.default_rng([seed, step])
+
+
+def _autocast(precision):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _validate(task, model, precision):
+    from ..metrics import psnr, ssim
+
+    model.eval()
+    losses, psnrs, ssims = [], [], []
+    with torch.inference_mode(), _autocast(precision):
+        for inputs, target in task.validation_batches():
+            prediction = model(inputs).float()
+            losses.append(float(task.loss(prediction, target, step=None)))
+            for pred, ref in zip(prediction[:, 0].numpy(), target[:, 0].numpy(), strict=True):
+                psnrs.append(psnr(ref, pred))
+                ssims.append(ssim(ref, pred))
+    model.train()
+    return float(np.mean(losses)), float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+class _MetricsLog:
+    """Append-only CSV of validation metrics (truncated to the resumed step)."""
+
+    fields = ("step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "minutes")
+
+    def __init__(self, path, resume_step):
+        self.path = Path(path)
+        rows = self._read() if resume_step else []
+        rows = [r for r in rows if int(r["step"]) <= resume_step]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _read(self):
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def append(self, **row):
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.fields).writerow(row)
+
+
+def fit(task, config):
+    """Train ``task`` according to ``config``; return the exported model card.
+
+    Writes into ``config.out``: ``checkpoint.safetensors`` (+ ``.json``),
+    ``metrics.csv``, ``config.json`` and, at the end, ``NAME.safetensors``
+    with its model card ``NAME.json`` (loadable with ``model=PATH``).
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = task.build_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    state = {"step": 0, "best_val": math.inf, "bad_epochs": 0, "minutes": 0.0}
+    checkpoint = out / "checkpoint.safetensors"
+    if config.resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+    elif not config.resume:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    log = _MetricsLog(out / "metrics.csv", state["step"])
+    _train(task, config, model, optimizer, scheduler, state, log, checkpoint)
+    return _export(task, config, model, state, out)
+
+
+def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
+    model.train()
+    started = time.monotonic() - 60 * state["minutes"]
+    running = []
+    bar = tqdm(total=config.steps, initial=state["step"], desc=f"train {task.task}", unit="step",
+               disable=None)
+    while state["step"] < config.steps:
+        step = state["step"]
+        inputs, target = task.batch(step, _batch_rng(config.seed, step))
+        with _autocast(config.precision):
+            prediction = model(inputs)
+        loss = task.loss(prediction.float(), target, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        optimizer.step()
+        running.append(loss.item())
+        state["step"] = step + 1
+        state["minutes"] = (time.monotonic() - started) / 60
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
+        stop = _maybe_validate(task, config, model, scheduler, state, log, running, optimizer)
+        out_of_time = config.max_minutes is not None and state["minutes"] >= config.max_minutes
+        if state["step"] % config.checkpoint_every == 0 or stop or out_of_time:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, state)
+        if stop or out_of_time:
+            break
+    bar.close()
+
+
+def _maybe_validate(task, config, model, scheduler, state, log, running, optimizer):
+    """Validate every ``val_every`` steps; return True to stop early."""
+    step = state["step"]
+    if step % config.val_every and step != config.steps:
+        return False
+    val_loss, val_psnr, val_ssim = _validate(task, model, config.precision)
+    scheduler.step(val_loss)
+    log.append(step=step, train_loss=f"{np.mean(running[-config.val_every:]):.6f}",
+               val_loss=f"{val_loss:.6f}", val_psnr=f"{val_psnr:.4f}", val_ssim=f"{val_ssim:.5f}",
+               lr=f"{optimizer.param_groups[0]['lr']:.3g}", minutes=f"{state['minutes']:.2f}")
+    state["last_val"] = {"loss": val_loss, "psnr": val_psnr, "ssim": val_ssim}
+    if val_loss < state["best_val"] - 1e-6:
+        state["best_val"], state["bad_epochs"] = val_loss, 0
+    else:
+        state["bad_epochs"] += 1
+    return state["bad_epochs"] >= config.patience
+
+
+def _export(task, config, model, state, out):
+    model.eval()
+    name = config.name or f"{task.task}-custom"
+    card = {
+        "name": name,
+        "task": task.task,
+        **task.card(model),
+        "training": {
+            "command": config.command,
+            "seed": config.seed,
+            "steps": state["step"],
+            "batch_size": config.batch_size,
+            "patch_size": config.patch_size,
+            "minutes": round(state["minutes"], 1),
+            "data": config.data or "simulated skies + Hubble Deep Field (training part)",
+        },
+        "validation": state.get("last_val", {}),
+    }
+    card.update(task.calibrate(model))
+    return save_model(model, out / f"{name}.safetensors", card)

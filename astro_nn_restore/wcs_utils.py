@@ -1,0 +1,337 @@
+"""WCS helpers for resampled images and for the headers written with them.
+
+Pixel convention: 0-based pixel coordinates (as in `astropy.wcs.WCS.pixel_to_world`)
+with pixel centres on integers, so pixel ``x`` covers ``[x - 0.5, x + 0.5]``.
+Upsampling by ``f`` maps the old pixel ``x`` onto the new pixel
+``f * (x + 0.5) - 0.5`` (see `pixel_correspondence`), which in FITS 1-based
+terms is ``CRPIX' = f * (CRPIX - 0.5) + 0.5``.
+"""
+
+import copy
+import re
+import warnings
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, Sip
+
+__all__ = ["rescale_wcs", "strip_wcs_keywords", "add_band_axis", "pixel_correspondence"]
+
+
+def _check_factor(factor):
+    """Return ``factor`` as a float, or raise ValueError if not a finite scalar > 0."""
+    if isinstance(factor, bool) or np.ndim(factor) != 0:
+        raise ValueError(f"factor must be one positive scalar, got {factor!r}")
+    try:
+        f = float(factor)
+    except (TypeError, ValueError):
+        raise ValueError(f"factor must be one positive scalar, got {factor!r}") from None
+    if not np.isfinite(f) or f <= 0:
+        raise ValueError(f"factor must be finite and > 0, got {factor!r}")
+    return f
+
+
+def pixel_correspondence(x, factor):
+    """Map 0-based pixel coordinates of an image to those of its resampled copy.
+
+    Parameters
+    ----------
+    x : float or array-like
+        0-based pixel coordinate(s) along one axis of the original image.
+    factor : float
+        Resampling factor ``f`` (> 1 upsamples, < 1 bins).
+
+    Returns
+    -------
+    float or `~numpy.ndarray`
+        ``f * (x + 0.5) - 0.5``: the same point in the resampled image.
+
+    Raises
+    ------
+    ValueError
+        If ``factor`` is not a finite scalar > 0.
+
+    Examples
+    --------
+    >>> from astro_nn_restore.wcs_utils import pixel_correspondence
+    >>> pixel_correspondence([-0.5, 0.0, 1.0], 2)
+    array([-0.5,  0.5,  2.5])
+    >>> float(pixel_correspondence(1.5, 0.5))  # binning 2x2: pixels 1 and 2 -> 0.5
+    0.5
+    """
+    return _check_factor(factor) * (np.asarray(x, dtype=float) + 0.5) - 0.5
+
+
+def _reject_lookup_tables(wcs):
+    """Raise NotImplementedError if ``wcs`` has Paper IV lookup-table distortions."""
+    names = ("cpdis1", "cpdis2", "det2im1", "det2im2")
+    present = [name for name in names if getattr(wcs, name, None) is not None]
+    if present:
+        raise NotImplementedError(
+            f"rescale_wcs cannot rescale lookup-table distortions ({', '.join(present)}: "
+            "CPDIS/D2IMDIS); resample the distortion tables or drop them "
+            "(e.g. keep only the SIP/TPV part) before rescaling."
+        )
+
+
+def _rescale_sip(sip, factor, crpix):
+    """Return a new `~astropy.wcs.Sip` with ``X_pq * factor**(1 - p - q)``."""
+
+    def scale(coeffs):
+        if coeffs is None:
+            return None
+        p, q = np.indices(coeffs.shape)
+        return coeffs * factor ** (1.0 - p - q)
+
+    return Sip(scale(sip.a), scale(sip.b), scale(sip.ap), scale(sip.bp), crpix)
+
+
+_DISTORTION_KEY_RE = re.compile(r"^(PV\d+_\d+[A-Z]?|D[PQ]\d+[A-Z]?(\..*)?)$")
+
+
+def _has_polynomial_distortion(wcsprm):
+    """True if wcslib holds a TPV-like distortion (its PV keys are not in get_pv())."""
+    written = fits.Header.fromstring(wcsprm.to_header())
+    projection = {f"PV{i}_{m}{wcsprm.alt.strip()}" for i, m, _ in wcsprm.get_pv()}
+    return any(_DISTORTION_KEY_RE.match(key) and key not in projection for key in written)
+
+
+def _rescale_shape(shape, factor):
+    """Scale a pixel shape; binning drops incomplete edge pixels."""
+    return tuple(int(np.floor(n * factor + 1e-9)) for n in shape)
+
+
+def rescale_wcs(wcs, factor):
+    """Return the WCS of an image resampled by ``factor`` along every pixel axis.
+
+    ``CRPIX' = f * (CRPIX - 0.5) + 0.5``; ``CD' = CD / f`` if a CD matrix is
+    present, else ``CDELT' = CDELT / f`` (PC untouched); SIP coefficients
+    become ``A'_pq = A_pq * f**(1 - p - q)`` (same for B, AP and BP).
+    TPV/PV terms act on intermediate world coordinates and are kept as they
+    are (wcslib applies a TPV polynomial between PC and CDELT, so for such a
+    WCS written with PC + CDELT, PC is divided by ``f`` instead of CDELT).
+    A known ``pixel_shape`` is scaled too (rounded down when binning).
+    The invariant is: the new WCS at ``pixel_correspondence(x, f)`` gives the
+    same world coordinates as the old WCS at ``x``.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS`
+        WCS of the original image (celestial or not). Not modified. For a
+        cube, rescale the 2-D image WCS first, then use `add_band_axis`.
+    factor : float
+        Resampling factor ``f > 0``: 2 upsamples 2x, 0.5 bins 2x2.
+
+    Returns
+    -------
+    `~astropy.wcs.WCS`
+        A new, ``set()`` WCS.
+
+    Raises
+    ------
+    ValueError
+        If ``factor`` is not a finite scalar > 0.
+    NotImplementedError
+        If ``wcs`` has lookup-table distortions (``cpdis1/2``, ``det2im1/2``).
+
+    Examples
+    --------
+    >>> from astropy.wcs import WCS
+    >>> from astro_nn_restore.wcs_utils import rescale_wcs
+    >>> wcs = WCS(naxis=2)
+    >>> wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    >>> wcs.wcs.crpix = [50.5, 50.5]
+    >>> wcs.wcs.cdelt = [-1e-4, 1e-4]
+    >>> wcs.wcs.crval = [150.0, 2.0]
+    >>> new = rescale_wcs(wcs, 2)
+    >>> new.wcs.crpix.tolist(), new.wcs.cdelt.tolist()
+    ([100.5, 100.5], [-5e-05, 5e-05])
+    """
+    f = _check_factor(factor)
+    _reject_lookup_tables(wcs)
+    new = copy.deepcopy(wcs)
+    new.wcs.crpix = f * (new.wcs.crpix - 0.5) + 0.5
+    if new.wcs.has_cd():
+        new.wcs.cd = new.wcs.cd / f
+    elif _has_polynomial_distortion(new.wcs):
+        # wcslib applies TPV between PC and CDELT: scale the part before it
+        new.wcs.pc = new.wcs.get_pc() / f
+    else:
+        new.wcs.cdelt = new.wcs.cdelt / f
+    if new.sip is not None:
+        new.sip = _rescale_sip(new.sip, f, new.wcs.crpix[:2])
+    if new.pixel_shape is not None:
+        new.pixel_shape = _rescale_shape(new.pixel_shape, f)
+    new.pixel_bounds = None
+    new.wcs.set()
+    return new
+
+
+# DSS plate solution: tied to the original pixel grid. wcslib also turns these
+# keys into a TPD distortion and can crash on them (astropy issue 7828), so
+# they are removed before a WCS is ever built from the header.
+_DSS_RE = re.compile(
+    r"^(PLTRA[HMS]|PLTDEC(SN|[DMS])|PLTSCALE|PPO\d+|[XY]PIXELSZ|AMD[XY]\d+|CNPIX\d+)$"
+)
+
+# Keywords of the FITS WCS standard (papers I-IV), SIP, TPV and IRAF.
+# ``[A-Z]?`` allows alternate-WCS letters (CRPIX1A ...).
+_WCS_KEY_PATTERNS = [
+    r"WCSAXES[A-Z]?",
+    r"WCSNAME[A-Z]?",
+    r"(CRPIX|CRVAL|CDELT|CTYPE|CUNIT|CRDER|CSYER|CNAME|CROTA)\d+[A-Z]?",
+    r"(CD|PC|PV|PS)\d+_\d+[A-Z]?",
+    r"(CD|PC)\d{6}",  # old AIPS-style PC001002
+    r"(LONPOLE|LATPOLE|RADESYS|EQUINOX)[A-Z]?",
+    r"RADECSYS",
+    r"(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+)",  # SIP
+    r"(CPDIS|CQDIS|D2IMDIS|CPERR|CQERR|D2IMERR)\d+",  # paper IV lookup tables
+    r"(DP|DQ|D2IM)\d+(\..*)?",
+    r"D2IMEXT|AXISCORR",
+    r"WAT\d+_\d+|LTV\d+|LTM\d+_\d+|WCSDIM",  # IRAF (TNX/ZPX, physical coordinates)
+]
+_WCS_KEY_RE = re.compile("^(?:" + "|".join(_WCS_KEY_PATTERNS) + ")$")
+_ALT_RE = re.compile(r"^(?:CTYPE|CRPIX|CRVAL)\d+([A-Z]?)$")
+
+# Keys that WCS.to_header() may write but that describe the observation
+# (time and observatory location), not the pixel->world mapping: kept.
+_KEEP_RE = re.compile(
+    r"^(DATE.*|MJD.*|[BJ]?EPOCH|TIME.*|TSTART|TSTOP|TELAPSE|TREF.*|XPOSURE|"
+    r"PLEPHEM|OBSGEO-[XYZBLH]|OBSORBIT|SPECSYS|SSYSOBS|VELOSYS|RESTFRQ|RESTWAV|ZSOURCE)$"
+)
+
+
+def _keys_written_by_wcs(header):
+    """Keys that ``to_header(relax=True)`` writes for each WCS (primary, alternates)."""
+    letters = {m.group(1) for m in map(_ALT_RE.match, header) if m}
+    keys = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for letter in sorted(letters):
+            try:
+                wcs = WCS(header, key=letter or " ", fix=False)
+                keys.update(wcs.to_header(relax=True, key=letter or None))
+            except Exception:  # an unparsable WCS: the regexes do the work
+                pass
+    return {key for key in keys if not _KEEP_RE.match(key)}
+
+
+def strip_wcs_keywords(header):
+    """Return a copy of ``header`` without any WCS keyword.
+
+    Removes the core FITS WCS keys (``WCSAXES``, ``CRPIXi``, ``CRVALi``,
+    ``CDELTi``, ``CTYPEi``, ``CUNITi``, ``CROTAi``, ``CDi_j``, ``PCi_j``,
+    ``PVi_m``, ``PSi_m``, ``LONPOLE``, ``LATPOLE``, ``RADESYS``,
+    ``EQUINOX``, ...) including alternate WCS letters (``CRPIX1A``), SIP keys
+    (``A_ORDER``, ``A_p_q``, ``AP_p_q``, ``A_DMAX``, ...), lookup-table
+    distortion keys, IRAF ``WATi_n``/``LTVi``/``LTMi_j``, and every other key
+    that ``WCS(header).to_header(relax=True)`` would write. The DSS plate
+    solution (``PLTRAH`` ... ``PLTDECS``, ``PPO1-6``, ``XPIXELSZ``,
+    ``YPIXELSZ``, ``AMDXn``, ``AMDYn``, ``CNPIX1/2``, ``PLTSCALE``) is removed
+    too: it is tied to the original pixel grid and would contradict a
+    rescaled WCS in software that prefers it.
+
+    Time and observation keys (``DATE-OBS``, ``MJD-OBS``, ``MJDREF``,
+    ``EPOCH``, ``OBSGEO-*``, ...) and everything else (``HISTORY``,
+    ``COMMENT``, ``OBJECT``, ``BUNIT``, ...) are kept.
+
+    Parameters
+    ----------
+    header : `~astropy.io.fits.Header`
+        Input header; not modified.
+
+    Returns
+    -------
+    `~astropy.io.fits.Header`
+        A stripped copy.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> from astro_nn_restore.wcs_utils import strip_wcs_keywords
+    >>> header = fits.Header({"OBJECT": "M31", "CRPIX1": 10.0, "CD1_1": 1e-4,
+    ...                       "CRVAL1A": 3.0, "A_2_0": 1e-6, "PLTRAH": 0})
+    >>> list(strip_wcs_keywords(header))
+    ['OBJECT']
+    """
+    out = header.copy()
+    for key in {key for key in out if _DSS_RE.match(key)}:
+        del out[key]  # deletes every card with this keyword
+    doomed = {key for key in out if _WCS_KEY_RE.match(key)}
+    doomed |= _keys_written_by_wcs(out)
+    for key in doomed:
+        if key in out:
+            del out[key]  # deletes every card with this keyword
+    return out
+
+
+def add_band_axis(wcs, bands=("R", "G", "B")):
+    """Add a third, band axis to a 2-D WCS, for a ``(nband, ny, nx)`` array.
+
+    Pixel axes 1 and 2 stay the input's axes; axis 3 is a linear index axis
+    (``CTYPE3 = 'BAND'``, ``CNAME3 = 'band'``, ``CRPIX3 = 1``,
+    ``CRVAL3 = 0``, ``CDELT3 = 1``), so band ``k`` (0-based plane
+    ``k`` of the array) has world value ``k``. The band names are not stored
+    in the WCS; put them in the header (e.g. ``BAND1 = 'R'``) if needed.
+
+    Distortions are kept, with astropy (8.0) limitations; keep the 2-D WCS
+    for pixel <-> sky and use the cube WCS to write headers:
+
+    * SIP (``wcs.sip``) is evaluated by astropy only in 2-D: the 3-axis
+      ``pixel_to_world`` raises, ``.celestial`` works;
+      ``to_header(relax=True)`` writes ``CTYPE3 = 'BAND-SIP'`` and such a
+      header is read back only with ``WCS(header, naxis=2)``.
+    * TPV: transforms and ``to_header`` work, but a 3-axis TPV WCS cannot be
+      deep-copied ("NULL error object in wcslib"), so neither can
+      ``.sub``/``.celestial``/``.deepcopy()`` be used on it.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS` or None
+        2-D WCS of one band. Not modified.
+    bands : sequence of str
+        Band names, one per plane; only their number is used.
+
+    Returns
+    -------
+    `~astropy.wcs.WCS` or None
+        A new 3-axis WCS, or None if ``wcs`` is None.
+
+    Raises
+    ------
+    ValueError
+        If ``wcs`` is not 2-D or ``bands`` is empty.
+
+    Examples
+    --------
+    >>> from astropy.wcs import WCS
+    >>> from astro_nn_restore.wcs_utils import add_band_axis
+    >>> wcs = WCS(naxis=2)
+    >>> wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    >>> cube = add_band_axis(wcs, bands=("g", "r", "i"))
+    >>> list(cube.wcs.ctype), cube.pixel_n_dim
+    (['RA---TAN', 'DEC--TAN', 'BAND'], 3)
+    >>> add_band_axis(None) is None
+    True
+    """
+    if wcs is None:
+        return None
+    if wcs.naxis != 2:
+        raise ValueError(f"add_band_axis needs a 2-D WCS, got naxis={wcs.naxis}")
+    if len(bands) == 0:
+        raise ValueError("bands must name at least one band")
+    new = wcs.sub([1, 2, 0])  # a copy; 0 appends a new linear axis
+    new.wcs.ctype = [*wcs.wcs.ctype, "BAND"]
+    new.wcs.cname = [*wcs.wcs.cname, "band"]
+    new.wcs.crpix = [*wcs.wcs.crpix, 1.0]
+    new.wcs.crval = [*wcs.wcs.crval, 0.0]
+    if new.wcs.has_cd():
+        cd = new.wcs.cd.copy()
+        cd[2, 2] = 1.0
+        new.wcs.cd = cd
+    else:
+        new.wcs.cdelt = [*wcs.wcs.cdelt, 1.0]
+    if wcs.pixel_shape is not None:
+        new.pixel_shape = (*wcs.pixel_shape, len(bands))
+    new.wcs.set()
+    return new

@@ -1,0 +1,238 @@
+"""FITS reader and writer that keep the unit, the WCS and the header.
+
+napari's built-in reader keeps only the pixel array. Here every image layer
+read from FITS (and every layer this plugin creates) carries in its
+``metadata``:
+
+``unit``
+    The unit as a string (``"electron"``, ``"adu"``, ``""`` for
+    dimensionless).
+``wcs``
+    An `astropy.wcs.WCS` (celestial, 2-D, for images and RGB layers) or None.
+    This, not the header, is the source of truth for the pixel -> sky mapping.
+``header``
+    The `astropy.io.fits.Header` (the file's header, or the output header
+    with provenance). WCS keywords in it are ignored when saving: the writer
+    strips them and writes ``wcs`` instead, so files never carry stale keys.
+``uncertainty``, ``mask``
+    Standard-deviation and boolean arrays, when the file has ``UNCERT`` /
+    ``MASK`` extensions (as written by `~astropy.nddata.CCDData`).
+``unit_note``
+    Present when the file has no usable ``BUNIT``: the data are then
+    treated as dimensionless, and this says so.
+
+Overwriting: napari's writer API has no ``overwrite`` flag, so the writer
+refuses to replace an existing file and raises `FileExistsError` with a
+message saying what to do. Overwrite on purpose with the "Save as FITS"
+widget (tick "overwrite"), `save_fits` (``overwrite=True``), or by setting
+the environment variable ``ASTRO_NN_RESTORE_NAPARI_OVERWRITE=1``.
+"""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+__all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
+           "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits"]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+#: Set to 1 to let napari's File > Save replace existing FITS files.
+OVERWRITE_ENV = "ASTRO_NN_RESTORE_NAPARI_OVERWRITE"
+
+# header cards that describe the file layout, not the data: never copied to a new file
+_STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE",
+               "BZERO", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "BUNIT")
+
+
+def _is_fits(path):
+    return isinstance(path, (str, os.PathLike)) and str(path).lower().endswith(FITS_SUFFIXES)
+
+
+def get_reader(path):
+    """npe2 reader hook: `read_fits` for FITS paths (or lists of them), else None."""
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    if paths and all(_is_fits(p) for p in paths):
+        return read_fits
+    return None
+
+
+def read_fits(path):
+    """Read one FITS path (or a list) into napari layer-data tuples."""
+    from ._sky_status import install_in_current_viewer
+
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    layers = [_read_one(p) for p in paths]
+    install_in_current_viewer()
+    return layers
+
+
+def _read_one(path):
+    return layer_data_from_file(path, name=_stem(path), source=str(path))
+
+
+def _stem(path):
+    name = Path(path).name
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def _first_image_index(hdulist):
+    for index, hdu in enumerate(hdulist):
+        if hdu.is_image and hdu.data is not None and hdu.data.size > 0:
+            return index
+    raise ValueError("the FITS file has no image HDU with data")
+
+
+def _unit_from_header(header):
+    """(unit or None to let CCDData read BUNIT, note or None)."""
+    bunit = str(header.get("BUNIT", "")).strip()
+    if not bunit:
+        return u.dimensionless_unscaled, "no BUNIT in the header: data treated as dimensionless"
+    try:
+        u.Unit(bunit, parse_strict="raise")
+    except ValueError:
+        return (u.dimensionless_unscaled,
+                f"BUNIT {bunit!r} is not a unit astropy understands: data treated as dimensionless")
+    return None, None
+
+
+def layer_data_from_file(file, *, name, source=None):
+    """Layer-data tuple for the first image HDU of a FITS file (a path, or its bytes).
+
+    The data, unit, WCS, uncertainty and mask are read by `CCDData.read`; the
+    header is the HDU's full header.
+    """
+    def opened():
+        return io.BytesIO(file) if isinstance(file, bytes) else file
+
+    with fits.open(opened(), memmap=False) as hdulist:
+        index = _first_image_index(hdulist)
+        header = hdulist[index].header.copy()
+    unit, note = _unit_from_header(header)
+    kwargs = {"hdu": index} if unit is None else {"hdu": index, "unit": unit}
+    ccd = CCDData.read(opened(), format="fits", **kwargs)
+    return layer_data_from_ccd(ccd, name=name, header=header, note=note, source=source)
+
+
+def _native(array):
+    """``array`` in native byte order (FITS data are big-endian; torch and Qt want native)."""
+    array = np.asarray(array)
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
+def display_limits(data):
+    """ZScale contrast limits (as DS9's default) from the finite pixels."""
+    from astropy.visualization import ZScaleInterval
+
+    finite = np.asarray(data)[np.isfinite(data)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    low, high = ZScaleInterval().get_limits(finite)
+    if not high > low:
+        low, high = float(finite.min()), float(finite.max())
+    return (float(low), float(high) if high > low else float(low) + 1.0)
+
+
+def layer_data_from_ccd(ccd, *, name, header=None, note=None, source=None, extra_metadata=None):
+    """napari layer-data tuple (data, kwargs, "image") for a CCDData.
+
+    2-D images and (n, ny, nx) stacks become image layers with ZScale contrast;
+    a (3, ny, nx) cube becomes an RGB layer of shape (ny, nx, 3) whose WCS is
+    the cube's celestial part.
+    """
+    data = _native(ccd.data)
+    wcs = ccd.wcs
+    metadata = {"unit": ccd.unit.to_string() if ccd.unit is not None else "",
+                "wcs": wcs, "header": fits.Header(header if header is not None else ccd.header)}
+    if note:
+        metadata["unit_note"] = note
+    if source:
+        metadata["source"] = source
+    if ccd.uncertainty is not None:
+        metadata["uncertainty"] = _native(ccd.uncertainty.represent_as(StdDevUncertainty).array)
+    if ccd.mask is not None:
+        metadata["mask"] = np.asarray(ccd.mask, dtype=bool)
+    metadata.update(extra_metadata or {})
+    if data.ndim == 3 and data.shape[0] == 3:
+        metadata["wcs"] = wcs.celestial if wcs is not None and wcs.has_celestial else None
+        rgb = np.moveaxis(data, 0, -1)
+        return rgb, {"name": name, "rgb": True, "metadata": metadata,
+                     "contrast_limits": _rgb_limits(rgb)}, "image"
+    return data, {"name": name, "metadata": metadata, "colormap": "gray",
+                  "contrast_limits": display_limits(data)}, "image"
+
+
+def _rgb_limits(rgb):
+    finite = rgb[np.isfinite(rgb)]
+    if finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1):
+        return (0.0, 1.0)
+    return (float(np.percentile(finite, 0.5)), float(np.percentile(finite, 99.5)))
+
+
+def ccd_from_layer(data, metadata, *, rgb=False):
+    """CCDData for a layer's data and metadata (the inverse of `layer_data_from_ccd`).
+
+    RGB data (ny, nx, 3) become a (3, ny, nx) cube with a band axis added to
+    the WCS. The header loses its WCS and file-layout keywords; the WCS
+    written is ``metadata["wcs"]``.
+    """
+    from astro_nn_restore.wcs_utils import add_band_axis, strip_wcs_keywords
+
+    array = _native(np.asarray(data))
+    wcs = metadata.get("wcs")
+    if rgb:
+        array = np.moveaxis(array, -1, 0)
+        wcs = add_band_axis(wcs) if wcs is not None and wcs.naxis == 2 else wcs
+    header = strip_wcs_keywords(fits.Header(metadata.get("header") or fits.Header()))
+    for key in _STRUCTURAL:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    for key in [k for k in header if k.startswith("NAXIS")]:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    uncertainty, mask = metadata.get("uncertainty"), metadata.get("mask")
+    same = not rgb  # per-pixel extras only make sense on the plane they were made for
+    return CCDData(
+        array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
+        uncertainty=StdDevUncertainty(uncertainty) if same and uncertainty is not None
+        and np.shape(uncertainty) == array.shape else None,
+        mask=mask if same and mask is not None and np.shape(mask) == array.shape else None,
+    )
+
+
+def _overwrite_from_env():
+    return os.environ.get(OVERWRITE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def save_fits(path, data, metadata, *, rgb=False, overwrite=False):
+    """Write layer data and metadata to a FITS file; return ``[path]``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists and astro-nn-restore never replaces a FITS file silently. "
+            f"Choose another name, use the 'Save as FITS' widget with 'overwrite' ticked, "
+            f"or set the environment variable {OVERWRITE_ENV}=1."
+        )
+    ccd_from_layer(data, metadata, rgb=rgb).write(path, overwrite=overwrite)
+    return [path]
+
+
+def write_fits(path, data, meta):
+    """npe2 single-layer writer: an image layer to FITS with its unit, WCS and header.
+
+    Refuses to replace an existing file unless ``ASTRO_NN_RESTORE_NAPARI_OVERWRITE=1``
+    (napari's writer API has no overwrite flag).
+    """
+    return save_fits(path, data, meta.get("metadata") or {}, rgb=bool(meta.get("rgb")),
+                     overwrite=_overwrite_from_env())

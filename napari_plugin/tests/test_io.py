@@ -1,0 +1,147 @@
+"""FITS reader and writer: unit, WCS, header, RGB cubes, big-endian data, overwrite policy."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.wcs import WCS
+
+from astro_nn_restore_napari._io import OVERWRITE_ENV, get_reader, read_fits, save_fits, write_fits
+
+PLUGIN = "astro-nn-restore-napari"
+
+
+def same_sky(wcs_a, wcs_b, shape):
+    y, x = np.mgrid[0 : shape[0] : 7, 0 : shape[1] : 7]
+    a = np.array(wcs_a.pixel_to_world_values(x, y))
+    b = np.array(wcs_b.pixel_to_world_values(x, y))
+    return np.allclose(a, b, rtol=0, atol=1e-10)
+
+
+def test_get_reader_claims_only_fits(tmp_path):
+    assert get_reader(str(tmp_path / "a.fits")) is read_fits
+    assert get_reader(str(tmp_path / "a.FITS.gz")) is read_fits
+    assert get_reader([str(tmp_path / "a.fit"), str(tmp_path / "b.fts")]) is read_fits
+    assert get_reader(str(tmp_path / "a.png")) is None
+    assert get_reader([str(tmp_path / "a.fits"), str(tmp_path / "b.tif")]) is None
+
+
+def test_viewer_open_keeps_unit_wcs_header(make_napari_viewer, fits_file, wcs_factory):
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(fits_file, plugin=PLUGIN)
+    with fits.open(fits_file) as hdul:
+        expected = hdul[0].data.astype(np.float32)
+    assert layer.name == "field"
+    assert layer.data.dtype.isnative and np.array_equal(layer.data, expected)
+    meta = layer.metadata
+    assert meta["unit"] == "electron" and "unit_note" not in meta
+    assert isinstance(meta["wcs"], WCS) and same_sky(meta["wcs"], wcs_factory(layer.data.shape),
+                                                     layer.data.shape)
+    assert isinstance(meta["header"], fits.Header) and meta["header"]["OBJECT"] == "test field"
+    assert layer.colormap.name == "gray"
+    low, high = layer.contrast_limits
+    assert np.percentile(expected, 1) < high and low < np.median(expected) < high
+
+
+def test_missing_bunit_is_dimensionless_with_note(tmp_path, fits_factory):
+    path = fits_factory(tmp_path / "nounit.fits", bunit=None)
+    [(data, kwargs, kind)] = read_fits(str(path))
+    assert kind == "image" and kwargs["metadata"]["unit"] == ""
+    assert "BUNIT" in kwargs["metadata"]["unit_note"]
+
+
+def test_unparsable_bunit_is_dimensionless_with_note(tmp_path, fits_factory):
+    path = fits_factory(tmp_path / "odd.fits", bunit="furlongs per fortnight")
+    [(_, kwargs, _)] = read_fits(str(path))
+    assert kwargs["metadata"]["unit"] == "" and "furlongs" in kwargs["metadata"]["unit_note"]
+
+
+def test_gzip_and_image_extension(tmp_path, wcs_factory):
+    shape = (40, 50)
+    hdul = fits.HDUList([fits.PrimaryHDU(),
+                         fits.ImageHDU(np.arange(2000, dtype=">i2").reshape(shape),
+                                       header=wcs_factory(shape).to_header(), name="SCI")])
+    hdul[1].header["BUNIT"] = "adu"
+    path = tmp_path / "ext.fits.gz"
+    hdul.writeto(path)
+    [(data, kwargs, _)] = read_fits(str(path))
+    assert data.dtype.isnative and data.shape == shape and data[1, 0] == 50
+    assert kwargs["name"] == "ext" and kwargs["metadata"]["unit"] == "adu"
+    assert same_sky(kwargs["metadata"]["wcs"], wcs_factory(shape), shape)
+
+
+def test_rgb_cube_becomes_rgb_layer(tmp_path, wcs_factory):
+    from astro_nn_restore.wcs_utils import add_band_axis
+
+    shape = (30, 20)
+    cube = np.random.default_rng(1).random((3, *shape)).astype(">f4")
+    path = tmp_path / "rgb.fits"
+    fits.PrimaryHDU(cube, header=add_band_axis(wcs_factory(shape)).to_header()).writeto(path)
+    [(data, kwargs, _)] = read_fits(str(path))
+    assert kwargs["rgb"] and data.shape == (*shape, 3)
+    assert np.array_equal(data[..., 2], cube[2])
+    wcs = kwargs["metadata"]["wcs"]
+    assert wcs.naxis == 2 and same_sky(wcs, wcs_factory(shape), shape)
+
+
+def test_save_and_read_back(make_napari_viewer, fits_file, tmp_path):
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(fits_file, plugin=PLUGIN)
+    out = tmp_path / "saved.fits"
+    layer.save(str(out), plugin=PLUGIN)
+    [again] = viewer.open(out, plugin=PLUGIN)
+    assert np.array_equal(again.data, layer.data)
+    assert again.metadata["unit"] == "electron"
+    assert same_sky(again.metadata["wcs"], layer.metadata["wcs"], layer.data.shape)
+    header = fits.getheader(out)
+    assert header["OBJECT"] == "test field"
+    # the WCS is written once, from metadata["wcs"]: no leftover CD next to PC
+    assert not ({"CD1_1"} & set(header) and {"PC1_1"} & set(header))
+
+
+def test_writer_refuses_to_overwrite(fits_file, monkeypatch):
+    monkeypatch.delenv(OVERWRITE_ENV, raising=False)
+    [(data, kwargs, _)] = read_fits(str(fits_file))
+    meta = {"metadata": kwargs["metadata"], "rgb": False}
+    before = fits.getdata(fits_file).copy()
+    with pytest.raises(FileExistsError, match=OVERWRITE_ENV):
+        write_fits(str(fits_file), data + 1, meta)
+    assert np.array_equal(fits.getdata(fits_file), before)
+    monkeypatch.setenv(OVERWRITE_ENV, "1")
+    assert write_fits(str(fits_file), data + 1, meta) == [str(fits_file)]
+    assert np.allclose(fits.getdata(fits_file), before + 1)
+
+
+def test_rgb_and_uncertainty_round_trip(tmp_path, wcs_factory):
+    shape = (16, 12)
+    rgb = np.random.default_rng(2).random((*shape, 3)).astype(np.float32)
+    meta = {"unit": "", "wcs": wcs_factory(shape), "header": fits.Header({"OBJECT": "x"})}
+    save_fits(tmp_path / "rgb.fits", rgb, meta, rgb=True)
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "rgb.fits"))
+    assert kwargs["rgb"] and np.array_equal(data, rgb)
+    assert same_sky(kwargs["metadata"]["wcs"], meta["wcs"], shape)
+
+    image = rgb[..., 0] * 10
+    meta = {"unit": "adu", "wcs": wcs_factory(shape), "header": fits.Header(),
+            "uncertainty": np.full(shape, 0.5, np.float32), "mask": image > 9}
+    save_fits(tmp_path / "plane.fits", image, meta)
+    ccd = CCDData.read(tmp_path / "plane.fits")
+    assert ccd.unit == "adu" and np.allclose(ccd.uncertainty.array, 0.5)
+    assert np.array_equal(ccd.mask, image > 9)
+    [(_, kwargs, _)] = read_fits(str(tmp_path / "plane.fits"))
+    assert np.allclose(kwargs["metadata"]["uncertainty"], 0.5)
+
+
+def test_save_fits_widget_overwrites_only_when_asked(make_napari_viewer, fits_file, tmp_path):
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(fits_file, plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Save as FITS")
+    widget.reset_choices()
+    out = tmp_path / "out.fits"
+    widget(layer=layer, path=out, overwrite=False)
+    assert np.array_equal(fits.getdata(out), layer.data)
+    with pytest.raises(FileExistsError):
+        widget(layer=layer, path=out, overwrite=False)
+    layer.data = layer.data * 2
+    widget(layer=layer, path=out, overwrite=True)
+    assert np.array_equal(fits.getdata(out), layer.data)

@@ -1,0 +1,262 @@
+"""Tests for the astro-nn-restore command line (astro_nn_restore.cli)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.wcs import WCS
+from numpy.testing import assert_allclose, assert_array_equal
+
+from astro_nn_restore import cli
+
+torch = pytest.importorskip("torch")
+
+from astro_nn_restore.models import ResidualUNet  # noqa: E402
+from astro_nn_restore.registry import save_model  # noqa: E402
+
+SHAPE = (48, 64)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """Path of an untrained tiny denoiser with its model card."""
+    net = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2)
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in net.config.items()}
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    card = save_model(net, path, {"task": "denoise", "architecture": "ResidualUNet",
+                                  "arguments": arguments})
+    return str(path), card
+
+
+def _wcs():
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [210.8, 54.3]
+    wcs.wcs.crpix = [30.5, 22.5]
+    wcs.wcs.cd = [[-1.1e-4, 1e-6], [2e-6, 1.1e-4]]
+    wcs.wcs.set()
+    return wcs
+
+
+def _same_wcs(a, b):
+    y, x = np.mgrid[0 : SHAPE[0] : 5, 0 : SHAPE[1] : 5]
+    assert_allclose(a.all_pix2world(x, y, 0), b.all_pix2world(x, y, 0), rtol=0, atol=1e-10)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    data = np.random.default_rng(3).normal(200.0, 8.0, SHAPE).astype(">f4")
+    header = _wcs().to_header()
+    header["BUNIT"], header["OBJECT"] = "electron", "test field"
+    path = tmp_path / "in.fits"
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
+def _denoise_args(src, dst, model, *extra):
+    return ["denoise", str(src), "-o", str(dst), "--model", model, "--tile-size", "32",
+            "--overlap", "8", "--batch-size", "4", *extra]
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("astro-nn-restore: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+# ------------------------------------------------------------------ denoise
+def test_denoise(image_file, tmp_path, tiny_model, capsys):
+    before = image_file.read_bytes()
+    out = tmp_path / "out.fits"
+    assert cli.main(_denoise_args(image_file, out, tiny_model[0], "--precision", "fp32")) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert image_file.read_bytes() == before
+    result = CCDData.read(out)
+    assert result.unit == u.electron and result.shape == SHAPE
+    _same_wcs(result.wcs, _wcs())
+    header = fits.getheader(out)
+    assert header["ANR_OP"] == "denoise_residual" and header["ANR_MOD"] == "tiny"
+    assert header["ANR_SHA"] == tiny_model[1]["sha256"][:16] and header["OBJECT"] == "test field"
+    assert "denoise_residual" in str(header["HISTORY"])
+    # the CLI runs the same operation as the Python API
+    from astro_nn_restore import denoise_residual
+
+    expected = denoise_residual(str(image_file), model=tiny_model[0], tile_size=32, overlap=8,
+                                precision="fp32")
+    assert_allclose(result.data, expected.data, rtol=1e-6)
+
+
+def test_refuses_to_overwrite(image_file, tmp_path, tiny_model, capsys):
+    out = tmp_path / "out.fits"
+    out.write_bytes(b"precious")
+    assert cli.main(_denoise_args(image_file, out, tiny_model[0])) == 2
+    _one_line_error(capsys, str(out), "--overwrite")
+    assert out.read_bytes() == b"precious"
+    assert cli.main(_denoise_args(image_file, out, tiny_model[0], "--overwrite")) == 0
+    assert CCDData.read(out).shape == SHAPE
+
+
+def test_overwrite_input_in_place(image_file, tiny_model):
+    data = fits.getdata(image_file).copy()
+    assert cli.main(_denoise_args(image_file, image_file, tiny_model[0], "--overwrite")) == 0
+    assert not np.array_equal(fits.getdata(image_file), data)
+
+
+def test_mask_uncertainty_and_hdu(tmp_path, tiny_model, capsys):
+    """A CCDData file (MASK/UNCERT HDUs) keeps its mask; --hdu picks an extension."""
+    mask = np.zeros(SHAPE, bool)
+    mask[5:8, 9:12] = True
+    ccd = CCDData(np.random.default_rng(4).normal(50, 3, SHAPE), unit="adu", wcs=_wcs(),
+                  mask=mask, uncertainty=StdDevUncertainty(np.full(SHAPE, 3.0)))
+    src, out = tmp_path / "ccd.fits", tmp_path / "out.fits"
+    ccd.write(src)
+    assert cli.main(_denoise_args(src, out, tiny_model[0])) == 0
+    result = CCDData.read(out)
+    assert_array_equal(result.mask, mask)
+    assert result.unit == u.adu
+    # --hdu 0 is the image; the mask extension is not an image to denoise by mistake
+    assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "0", "--overwrite")) == 0
+    assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "7", "--overwrite")) == 2
+    _one_line_error(capsys, "--hdu 7")
+
+
+def test_hdu_option_and_unit(tmp_path, tiny_model, capsys):
+    data = np.random.default_rng(5).integers(900, 1100, SHAPE).astype(">i2")
+    header = fits.Header({"BUNIT": "counts per fortnight"})
+    src, out = tmp_path / "mef.fits", tmp_path / "out.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header, name="SCI")]).writeto(src)
+    assert cli.main(_denoise_args(src, out, tiny_model[0])) == 2
+    _one_line_error(capsys, "cannot parse BUNIT", "unit=")
+    assert not out.exists()
+    assert cli.main(_denoise_args(src, out, tiny_model[0], "--unit", "adu", "--hdu", "1")) == 0
+    result = CCDData.read(out)
+    assert result.unit == u.adu and result.shape == SHAPE and result.wcs is None
+    assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "0", "--overwrite")) == 2
+    _one_line_error(capsys, "no image data")
+
+
+def test_progress(image_file, tmp_path, tiny_model, capsys):
+    assert cli.main(_denoise_args(image_file, tmp_path / "o.fits", tiny_model[0],
+                                  "--progress")) == 0
+    assert "tiles" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "not_fits", "model", "bad_model", "unit", "colour3d"])
+def test_errors_are_one_line(case, image_file, tmp_path, tiny_model, capsys):
+    src, model, extra, needle = image_file, tiny_model[0], [], ""
+    if case == "missing":
+        src, needle = tmp_path / "nope.fits", "not found"
+    elif case == "not_fits":
+        src = tmp_path / "text.fits"
+        src.write_text("this is not FITS\n" * 200)
+    elif case == "model":
+        model, needle = "no-such-model", "no model 'no-such-model'"
+    elif case == "bad_model":
+        model = str(tmp_path / "broken.safetensors")
+        (tmp_path / "broken.safetensors").write_bytes(b"\x80\x04junk")
+        (tmp_path / "broken.json").write_text('{"task": "denoise"}')
+        needle = "lacks"
+    elif case == "unit":
+        extra, needle = ["--unit", "not-a-unit"], "not-a-unit"
+        src = tmp_path / "nounit.fits"
+        fits.PrimaryHDU(np.ones(SHAPE, np.float32)).writeto(src)
+    elif case == "colour3d":
+        src, needle = tmp_path / "cube.fits", "2-D"
+        fits.PrimaryHDU(np.ones((3, 20, 20), np.float32)).writeto(src)
+    out = tmp_path / "out.fits"
+    assert cli.main(_denoise_args(src, out, model, *extra)) == 2
+    _one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        cli.main(["denoise", "x.fits"])  # -o is required
+    assert info.value.code == 2
+    assert "-o/--output" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    assert "denoise" in capsys.readouterr().out
+
+
+def test_operations_table():
+    """Every command in the table resolves to a callable with the shared options."""
+    import inspect
+
+    parser = cli.build_parser()
+    for name, (path, _options) in cli.OPERATIONS.items():
+        function = cli._resolve(path)
+        parameters = inspect.signature(function).parameters
+        for option in ("model", "unit", "tile_size", "overlap", "batch_size", "progress"):
+            assert parameters[option].kind is inspect.Parameter.KEYWORD_ONLY
+        args = parser.parse_args([name, "a.fits", "-o", "b.fits"])
+        assert args.import_path == path
+        assert all(extra in parameters for extra in args.extra)
+
+
+def test_subprocess(image_file, tmp_path, tiny_model):
+    out = tmp_path / "sub.fits"
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"}
+    done = subprocess.run([sys.executable, "-m", "astro_nn_restore.cli",
+                           *_denoise_args(image_file, out, tiny_model[0])],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout
+    _same_wcs(CCDData.read(out).wcs, _wcs())
+    again = subprocess.run([sys.executable, "-m", "astro_nn_restore.cli",
+                            *_denoise_args(image_file, out, tiny_model[0])],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 2
+    assert again.stderr.startswith("astro-nn-restore: error: ") and "Traceback" not in again.stderr
+
+
+# --------------------------------------------------------------------- demo
+def test_demo(tmp_path, tiny_model, capsys):
+    folder = tmp_path / "demo"
+    args = ["demo", "--output", str(folder), "--size", "64", "--seed", "2",
+            "--model", tiny_model[0]]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    names = ["demo_noisy.fits", "demo_denoised.fits", "demo_clean.fits", "demo_before_after.png"]
+    for name in names:
+        assert str(folder / name) in out
+    assert "PSNR" in out and "dB" in out
+    png = (folder / "demo_before_after.png").read_bytes()
+    assert png.startswith(PNG_MAGIC)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(folder / "demo_before_after.png")
+    assert pixels.ndim == 3 and pixels.shape[1] > 2 * pixels.shape[0] and pixels.std() > 0
+    noisy, denoised, clean = (CCDData.read(folder / n) for n in names[:3])
+    assert noisy.shape == denoised.shape == clean.shape == (64, 64)
+    assert noisy.unit == denoised.unit == clean.unit
+    _same_wcs_64(noisy.wcs, denoised.wcs)
+    assert fits.getheader(folder / names[1])["ANR_OP"] == "denoise_residual"
+    from astro_nn_restore.metrics import psnr
+
+    score = psnr(clean.data, denoised.data)
+    assert f"{score:.2f} dB" in out
+    # a second run refuses to replace the files, then replaces them with --overwrite
+    stamps = {n: (folder / n).read_bytes() for n in names}
+    assert cli.main(args) == 2
+    _one_line_error(capsys, "--overwrite")
+    assert all((folder / n).read_bytes() == stamps[n] for n in names)
+    assert cli.main([*args, "--overwrite"]) == 0
+
+
+def _same_wcs_64(a, b):
+    y, x = np.mgrid[0:64:9, 0:64:9]
+    assert_allclose(a.all_pix2world(x, y, 0), b.all_pix2world(x, y, 0), rtol=0, atol=1e-10)

@@ -1,0 +1,411 @@
+"""Input forms, data policy and provenance (astro_nn_restore._nddata via denoise_residual)."""
+
+import copy
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData, StdDevUncertainty, VarianceUncertainty
+from astropy.wcs import WCS, find_all_wcs
+from numpy.testing import assert_allclose, assert_array_equal
+
+from astro_nn_restore import __version__
+from astro_nn_restore._nddata import parse_image
+
+torch = pytest.importorskip("torch")
+
+from astro_nn_restore import denoise_residual  # noqa: E402
+from astro_nn_restore.models import ResidualUNet  # noqa: E402
+from astro_nn_restore.registry import save_model  # noqa: E402
+
+SHAPE = (40, 56)
+TILING = dict(tile_size=32, overlap=8, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Path of an untrained tiny denoiser with its model card."""
+    net = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2)
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in net.config.items()}
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    card = save_model(net, path, {"task": "denoise", "architecture": "ResidualUNet",
+                                  "arguments": arguments})
+    return str(path), card
+
+
+def _denoise(data, tiny_model, **kwargs):
+    return denoise_residual(data, model=tiny_model[0], **TILING, **kwargs)
+
+
+def _wcs():
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.1, 2.2]
+    wcs.wcs.crpix = [20.5, 15.5]
+    wcs.wcs.cd = [[-1e-4, 2e-6], [1e-6, 1e-4]]
+    wcs.wcs.set()
+    return wcs
+
+
+def _header(unit="Jy"):
+    header = _wcs().to_header()
+    header["OBJECT"] = "field"
+    if unit is not None:
+        header["BUNIT"] = unit
+    return header
+
+
+def _data(seed=0):
+    return np.random.default_rng(seed).normal(100.0, 5.0, SHAPE).astype(np.float32)
+
+
+def _same_wcs(a, b):
+    """Same sky positions on a grid of pixels (works for CD/PC/SIP spellings)."""
+    y, x = np.mgrid[0 : SHAPE[0] : 7, 0 : SHAPE[1] : 9]
+    assert_allclose(a.all_pix2world(x, y, 0), b.all_pix2world(x, y, 0), rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------ input forms
+def _make(form, tmp_path):
+    """(input, expected unit, expects a WCS, expected mask or None)."""
+    data, mask = _data(), np.zeros(SHAPE, bool)
+    mask[3, 4] = mask[10, 20] = True
+    header = _header()
+    if form == "ccddata":
+        sigma = StdDevUncertainty(np.full(SHAPE, 5.0, np.float32))
+        return (CCDData(data, unit="electron", wcs=_wcs(), mask=mask, uncertainty=sigma,
+                        meta={"OBJECT": "field"}), u.electron, True, mask)
+    if form == "nddata":
+        return NDData(data, unit="adu", wcs=_wcs(), meta={"OBJECT": "field"}), u.adu, True, None
+    if form == "primaryhdu":
+        return fits.PrimaryHDU(data, header=header), u.Jy, True, None
+    if form == "imagehdu":
+        return fits.ImageHDU(data, header=header), u.Jy, True, None
+    if form == "hdulist":
+        return fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header)]), u.Jy, True, None
+    if form in ("path", "pathlib"):
+        path = tmp_path / "image.fits"
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header)]).writeto(path)
+        return (str(path) if form == "path" else path), u.Jy, True, None
+    if form == "array_wcs":
+        return (data, _wcs()), u.dimensionless_unscaled, True, None
+    if form == "array_header":
+        return (data, header), u.Jy, True, None
+    if form == "array":
+        return data, u.dimensionless_unscaled, False, None
+    if form == "masked":
+        return np.ma.masked_array(data, mask), u.dimensionless_unscaled, False, mask
+    raise AssertionError(form)
+
+
+FORMS = ["ccddata", "nddata", "primaryhdu", "imagehdu", "hdulist", "path", "pathlib",
+         "array_wcs", "array_header", "array", "masked"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_parse_every_form(form, tmp_path):
+    data, unit, has_wcs, mask = _make(form, tmp_path)
+    parsed = parse_image(data)
+    assert parsed.data.dtype == np.float32 and parsed.data.dtype.isnative
+    assert_array_equal(parsed.data, _data())
+    assert parsed.unit == unit
+    if has_wcs:
+        _same_wcs(parsed.wcs, _wcs())
+    else:
+        assert parsed.wcs is None
+    if mask is None:
+        assert parsed.mask is None and not parsed.bad.any()
+    else:
+        assert_array_equal(parsed.mask, mask)
+        assert_array_equal(parsed.bad, mask)
+    if form not in ("array", "masked", "array_wcs"):
+        assert parsed.meta["OBJECT"] == "field"
+    if form == "ccddata":
+        assert_allclose(parsed.uncertainty, 5.0)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_denoise_every_form(form, tmp_path, tiny_model):
+    data, unit, has_wcs, mask = _make(form, tmp_path)
+    out = _denoise(data, tiny_model)
+    assert isinstance(out, CCDData)
+    assert out.shape == SHAPE and out.unit == unit and out.dtype == np.float32
+    assert (out.wcs is not None) == has_wcs
+    if mask is not None:
+        assert_array_equal(out.mask, mask)
+    assert np.isfinite(out.data).all()
+
+
+# ---------------------------------------------------------------- endianness
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">i4", "<f8", "uint8", "bool"])
+def test_array_dtypes_become_native_float32(dtype):
+    data = (np.arange(np.prod(SHAPE)).reshape(SHAPE) % 7).astype(dtype)
+    parsed = parse_image(data)
+    assert parsed.data.dtype == np.dtype("float32") and parsed.data.dtype.isnative
+    assert_array_equal(parsed.data, data.astype(np.float64))
+
+
+@pytest.mark.parametrize("kind", ["f4", "i2_bzero", "i2"])
+@pytest.mark.parametrize("via", ["path", "hdulist"])
+def test_fits_round_trip_big_endian(tmp_path, tiny_model, kind, via):
+    rng = np.random.default_rng(1)
+    if kind == "f4":
+        values = rng.normal(1e3, 10, SHAPE).astype(">f4")
+    elif kind == "i2":
+        values = rng.integers(-3000, 3000, SHAPE).astype(">i2")
+    else:  # unsigned 16-bit: written as BITPIX=16 with BZERO=32768
+        values = rng.integers(30000, 65000, SHAPE).astype(np.uint16)
+    path = tmp_path / "raw.fits"
+    fits.PrimaryHDU(values).writeto(path)
+    header = fits.getheader(path)
+    assert header["BITPIX"] == (-32 if kind == "f4" else 16)
+    assert ("BZERO" in header) == (kind == "i2_bzero")
+    with fits.open(path) as hdulist:
+        source = path if via == "path" else hdulist
+        parsed = parse_image(source)
+        out = _denoise(source, tiny_model)
+    assert parsed.data.dtype == np.float32 and parsed.data.dtype.isnative
+    assert_array_equal(parsed.data, values.astype(np.float64))
+    assert out.data.dtype == np.float32 and out.data.dtype.isnative
+    assert np.isfinite(out.data).all()
+    # no BZERO/BSCALE/BITPIX from the integer input leaks into the float output file
+    out.write(tmp_path / "out.fits")
+    with fits.open(tmp_path / "out.fits") as hdulist:
+        assert hdulist[0].header["BITPIX"] == -32 and "BZERO" not in hdulist[0].header
+        assert_allclose(hdulist[0].data, out.data)
+
+
+# ------------------------------------------------------- never mutate input
+def _snapshot(obj):
+    """Deep, comparable copy of everything an input holds."""
+    if isinstance(obj, NDData):
+        return ("nddata", obj.data.copy(), None if obj.mask is None else obj.mask.copy(),
+                None if obj.uncertainty is None else obj.uncertainty.array.copy(),
+                copy.deepcopy(dict(obj.meta)), obj.wcs.to_header_string(), str(obj.unit))
+    if isinstance(obj, fits.HDUList):
+        return ("hdulist", *[_snapshot(hdu) for hdu in obj])
+    if isinstance(obj, (fits.PrimaryHDU, fits.ImageHDU)):
+        return ("hdu", None if obj.data is None else obj.data.copy(), obj.header.tostring())
+    if isinstance(obj, tuple):
+        extra = obj[1].to_header_string() if isinstance(obj[1], WCS) else obj[1].tostring()
+        return ("tuple", obj[0].copy(), extra)
+    if np.ma.isMaskedArray(obj):
+        return ("masked", obj.data.copy(), obj.mask.copy())
+    if isinstance(obj, np.ndarray):
+        return ("array", obj.copy())
+    return ("file", pathlib.Path(obj).read_bytes())
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype
+        assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_input_never_mutated(form, tmp_path, tiny_model):
+    data, *_ = _make(form, tmp_path)
+    if form in ("array", "array_header", "primaryhdu"):  # a NaN and big-endian bytes too
+        array = data[0] if isinstance(data, tuple) else getattr(data, "data", data)
+        array[5, 5] = np.nan
+    before = _snapshot(data)
+    out = _denoise(data, tiny_model)
+    _assert_same(_snapshot(data), before)
+    # the output owns all it holds: changing it leaves the input alone
+    out.data[:] = -1.0
+    out.header["OBJECT"] = "changed"
+    if out.wcs is not None:
+        out.wcs.wcs.crval = [0.0, 0.0]
+    if out.mask is not None:
+        out.mask[:] = True
+    _assert_same(_snapshot(data), before)
+
+
+# ------------------------------------------------------------ bad pixels
+@pytest.mark.parametrize("form", ["array", "ccddata", "masked"])
+def test_nonfinite_restored_and_mask_kept(form, tiny_model):
+    data = _data()
+    nonfinite = {(0, 0): np.nan, (7, 9): np.nan, (20, 30): np.inf, (39, 55): -np.inf}
+    for index, value in nonfinite.items():
+        data[index] = value
+    mask = np.zeros(SHAPE, bool)
+    mask[10:12, 40:44] = True
+    if form == "ccddata":
+        data = CCDData(data, unit="adu", mask=mask)
+    elif form == "masked":
+        data = np.ma.masked_array(data, mask)
+    out = _denoise(data, tiny_model)
+    restored = np.asarray(out.data)
+    for index, value in nonfinite.items():
+        assert restored[index] == value or (np.isnan(value) and np.isnan(restored[index]))
+    expected_nonfinite = np.zeros(SHAPE, bool)
+    expected_nonfinite[tuple(np.array(list(nonfinite)).T)] = True
+    assert_array_equal(~np.isfinite(restored), expected_nonfinite)
+    if form == "array":
+        assert out.mask is None
+    else:
+        assert_array_equal(out.mask, mask)
+        assert np.isfinite(restored[mask]).all()  # masked pixels get the network's value
+
+
+def test_variance_uncertainty_is_converted():
+    data = CCDData(_data(), unit="adu", uncertainty=VarianceUncertainty(np.full(SHAPE, 16.0)))
+    assert_allclose(parse_image(data).uncertainty, 4.0)
+
+
+# ------------------------------------------------------ provenance and WCS
+def _sip_alternate_header():
+    header = fits.Header()
+    header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    header["CRVAL1"], header["CRVAL2"] = 150.1, 2.2
+    header["CRPIX1"], header["CRPIX2"] = 20.3, 15.8
+    header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = -2e-4, 1e-5, 1.2e-5, 2e-4
+    header["A_ORDER"] = header["B_ORDER"] = 2
+    header["A_2_0"], header["A_0_2"], header["A_1_1"] = 1e-5, -2e-6, 3e-6
+    header["B_2_0"], header["B_0_2"], header["B_1_1"] = -1e-6, 4e-6, 2e-6
+    # an alternate, physical WCS written with PC + CDELT (IRAF style)
+    header["WCSNAMEA"] = "PHYSICAL"
+    header["CTYPE1A"], header["CTYPE2A"] = "LINEAR", "LINEAR"
+    header["CRPIX1A"], header["CRPIX2A"] = 1.0, 1.0
+    header["CRVAL1A"], header["CRVAL2A"] = 100.0, 200.0
+    header["CDELT1A"], header["CDELT2A"] = 2.0, 2.0
+    header["PC1_1A"], header["PC1_2A"], header["PC2_1A"], header["PC2_2A"] = 1.0, 0.1, 0.0, 1.0
+    header["LTV1"], header["LTV2"], header["LTM1_1"], header["LTM2_2"] = -99.0, -199.0, 0.5, 0.5
+    return header
+
+
+def _pc_header():
+    header = fits.Header()
+    header["WCSAXES"] = 2
+    header["CTYPE1"], header["CTYPE2"] = "GLON-CAR", "GLAT-CAR"
+    header["CRVAL1"], header["CRVAL2"] = 18.0, 0.0
+    header["CRPIX1"], header["CRPIX2"] = 28.0, 20.0
+    header["CDELT1"], header["CDELT2"] = -3.3e-4, 3.3e-4
+    header["PC1_1"], header["PC1_2"], header["PC2_1"], header["PC2_2"] = 0.99, -0.1, 0.1, 0.99
+    header["CROTA2"] = 5.7  # a stale rotation the PC matrix supersedes
+    return header
+
+
+def _dss_header():
+    """A DSS plate solution (what the POSS scans carry): wcslib turns it into TAN."""
+    header = fits.Header()
+    header["PLATEID"] = "07HH"  # wcslib names the WCS after it
+    dss = dict(PLTRAH=8, PLTRAM=55, PLTRAS=55.05, PLTDECSN="+", PLTDECD=11, PLTDECM=26,
+               PLTDECS=58.3, PLTSCALE=67.2, XPIXELSZ=25.284, YPIXELSZ=25.284, PPO1=0.0,
+               PPO2=0.0, PPO3=174974.7, PPO4=0.0, PPO5=0.0, PPO6=174974.7, AMDX1=67.246,
+               AMDX2=0.7104, AMDX3=-66.94, AMDY1=67.262, AMDY2=-0.7114, AMDY3=-136.68,
+               CNPIX1=8734, CNPIX2=7218)
+    header.update(dss)
+    return header
+
+
+STALE = re.compile(r"^((CD|PC|PV)\d_\d|CROTA\d|(CRPIX|CRVAL|CDELT|CTYPE|CUNIT)\d)[A-Z]$|"
+                   r"^(WCSNAME[A-Z]|LTV\d|LTM\d_\d|PLT.*|PPO\d|AMD[XY]\d+|CNPIX\d|[XY]PIXELSZ)$")
+
+
+@pytest.mark.parametrize("make_header", [_sip_alternate_header, _pc_header, _dss_header])
+def test_provenance_and_no_stale_wcs(make_header, tmp_path, tiny_model):
+    header = make_header()
+    header["OBJECT"], header["BUNIT"] = "field", "MJy/sr"
+    header.add_history("an earlier step")
+    wcs_in = WCS(header, naxis=2, fix=False)
+    out = _denoise((_data(), header), tiny_model)
+    meta = out.header
+    assert meta["ANR_OP"] == "denoise_residual"
+    assert meta["ANR_MOD"] == "tiny"
+    assert meta["ANR_VER"] == __version__
+    assert meta["ANR_SHA"] == tiny_model[1]["sha256"][:16]
+    history = " ".join(str(h) for h in meta["HISTORY"])
+    assert "an earlier step" in history and "denoise_residual" in history and "tiny" in history
+    assert meta["OBJECT"] == "field"
+    # no WCS keyword is left in meta: CCDData writes the one WCS it holds
+    assert not [k for k in meta if re.match(r"^(CD|PC|PV)\d_\d|^(CRPIX|CRVAL|CDELT|CTYPE)", k)]
+    assert not [k for k in meta if STALE.match(k) or k.startswith(("A_", "B_"))]
+    path = tmp_path / "out.fits"
+    out.write(path)
+    written = fits.getheader(path)
+    assert not [k for k in written if STALE.match(k)]
+    assert [w.wcs.alt for w in find_all_wcs(written)] == [" "]
+    assert written["BUNIT"] == "MJy / sr" and written["ANR_OP"] == "denoise_residual"
+    _same_wcs(WCS(written), wcs_in)
+    back = CCDData.read(path)
+    assert back.unit == u.MJy / u.sr
+    _same_wcs(back.wcs, wcs_in)
+
+
+def test_provenance_for_a_module(tiny_model):
+    net = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2)
+    out = denoise_residual(_data(), model=net, **TILING)
+    assert out.header["ANR_MOD"] == "ResidualUNet" and out.header["ANR_SHA"] == "user-module"
+
+
+# ------------------------------------------------------------------- units
+def test_missing_unit_is_dimensionless(tiny_model):
+    assert _denoise(_data(), tiny_model).unit == u.dimensionless_unscaled
+    assert _denoise((_data(), _header(unit=None)), tiny_model).unit == u.dimensionless_unscaled
+    assert _denoise(NDData(_data()), tiny_model).unit == u.dimensionless_unscaled
+
+
+def test_unit_argument(tiny_model):
+    assert _denoise(_data(), tiny_model, unit="adu").unit == u.adu
+    # an input's own unit wins over unit=
+    assert _denoise((_data(), _header("Jy")), tiny_model, unit="adu").unit == u.Jy
+
+
+def test_unparseable_bunit(tiny_model):
+    bad = (_data(), _header(unit="furlongs per fortnight"))
+    with pytest.raises(ValueError, match="cannot parse BUNIT .*pass unit="):
+        _denoise(bad, tiny_model)
+    assert _denoise(bad, tiny_model, unit="adu").unit == u.adu
+
+
+# ------------------------------------------------------------------ colour
+def test_colour_array(tiny_model):
+    rgb = np.random.default_rng(2).uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
+    rgb[4, 6, 1] = np.nan
+    out = _denoise(rgb, tiny_model)
+    assert isinstance(out, np.ndarray) and out.shape == rgb.shape and out.dtype == np.float32
+    assert np.isnan(out[4, 6, 1]) and np.isfinite(np.delete(out.reshape(-1), 4 * SHAPE[1] * 3
+                                                            + 6 * 3 + 1)).all()
+    with pytest.raises(ValueError, match="expected a 2-D image"):
+        parse_image(rgb)  # colour only where the operation allows it
+
+
+# -------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize(("bad", "error", "match"), [
+    (np.zeros((4, 5, 6)), ValueError, r"shape \(4, 5, 6\)"),
+    (np.zeros((3, 20, 20)), ValueError, "colour image"),
+    (np.zeros(10), ValueError, "2-D"),
+    (np.zeros((0, 5)), ValueError, "empty"),
+    (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
+    (np.empty((3, 3), dtype=object), TypeError, "numeric"),
+    (np.zeros((3, 3), dtype=complex), TypeError, "numeric"),
+    (["a", "b"], TypeError, "unsupported input type 'list'"),
+    ({"data": np.zeros((3, 3))}, TypeError, "unsupported input type 'dict'"),
+    (None, TypeError, "unsupported input type"),
+    ((np.zeros((3, 3)), _wcs(), fits.Header()), TypeError, "got 3 items"),
+    ((np.zeros((3, 3)), "RA---TAN"), TypeError, "WCS or a Header"),
+    (NDData(np.zeros(SHAPE), mask=np.zeros((3, 3), bool)), ValueError, "mask shape"),
+    (fits.HDUList([fits.PrimaryHDU()]), ValueError, "no image HDU"),
+    (np.full(SHAPE, np.nan), ValueError, "no finite, unmasked pixel"),
+    (np.ma.masked_array(np.ones(SHAPE), True), ValueError, "no finite, unmasked pixel"),
+    ("no/such/file.fits", FileNotFoundError, "no such FITS file"),
+])
+def test_bad_inputs(bad, error, match, tiny_model):
+    with pytest.raises(error, match=match):
+        _denoise(bad, tiny_model)
+
+
+def test_bad_uncertainty_shape(tiny_model):
+    with pytest.raises(ValueError, match="uncertainty shape"):
+        _denoise(_data(), tiny_model, uncertainty=np.ones((3, 3)))
