@@ -16,26 +16,29 @@ try:
 except ImportError:  # running from a source tree without setuptools_scm
     __version__ = "0.0.0"
 
-# public name -> submodule that defines it (imported on first access)
+# The operations are imported eagerly: their modules import torch only when a
+# model is loaded, and two of them (deblur, colorize) share their module's name,
+# which a lazy lookup would resolve to the module once the module is imported.
+from .colorize import colorize, rgb_image  # noqa: E402
+from .deblur import deblur  # noqa: E402
+from .denoise import denoise_residual  # noqa: E402
+from .latent import anomaly_score, decode_latent, encode_latent, make_cutouts  # noqa: E402
+from .superres import super_resolve  # noqa: E402
+
+# further public names -> submodule that defines them (imported on first access)
 _PUBLIC = {
-    "denoise_residual": "denoise",
-    "deblur": "deblur",
-    "super_resolve": "superres",
-    "encode_latent": "latent",
-    "decode_latent": "latent",
-    "anomaly_score": "latent",
-    "make_cutouts": "latent",
-    "colorize": "colorize",
-    "rgb_image": "colorize",
     "available_models": "registry",
     "load_model": "registry",
     "save_model": "registry",
     "ModelLoadError": "registry",
     "simulate_sky": "simulate",
-    "process_files": "scale",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "denoise_residual", "deblur", "super_resolve", "encode_latent", "decode_latent",
+    "anomaly_score", "make_cutouts", "colorize", "rgb_image",
+    *_PUBLIC,
+]
 
 
 def __getattr__(name):

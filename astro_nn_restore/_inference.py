@@ -29,7 +29,8 @@ def network_function(module, *, precision="auto"):
     module = module.eval().to(memory_format=torch.channels_last)
 
     def apply(batch):
-        x = torch.from_numpy(np.ascontiguousarray(batch)).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             y = module(x)
         return y.float().numpy()

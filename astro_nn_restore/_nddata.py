@@ -184,7 +184,9 @@ def _as_float_array(array, *, allow_color):
         array = np.ma.getdata(array)
     array = np.asarray(array)
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"image data must be numeric (bool, integer or float), got dtype {array.dtype}")
+        raise TypeError(
+            f"image data must be numeric (bool, integer or float), got dtype {array.dtype}"
+        )
     if array.size == 0:
         raise ValueError("image data are empty (an array of size 0)")
     is_color = array.ndim == 3 and array.shape[-1] == 3
@@ -260,7 +262,9 @@ def provenance_header(meta, *, operation, model_card, extra_history=()):
     header["ANR_MOD"] = (name[:68], "astro_nn_restore model name")
     header["ANR_VER"] = (__version__, "astro_nn_restore version")
     header["ANR_SHA"] = (sha, "sha256 of model weights (first 16 hex)")
-    header.add_history(f"astro_nn_restore {__version__}: {operation} with model {name} (sha256 {sha})")
+    header.add_history(
+        f"astro_nn_restore {__version__}: {operation} with model {name} (sha256 {sha})"
+    )
     for line in extra_history:
         header.add_history(line)
     return header

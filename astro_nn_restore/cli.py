@@ -35,9 +35,15 @@ PROG = "astro-nn-restore"
 _PRECISION = (("--precision",), dict(choices=("auto", "bf16", "fp32"), default="auto",
                                      help="inference precision (default: %(default)s)"))
 
+_PSF = (("--psf",), dict(metavar="PSF.fits", help="PSF at the image's pixel scale "
+                        "(FITS; default: blind deblurring)"))
+
 #: Command name -> (import path of the operation, options of its own).
 OPERATIONS = {
     "denoise": ("astro_nn_restore.denoise_residual", (_PRECISION,)),
+    "deblur": ("astro_nn_restore.deblur.deblur", (_PRECISION, _PSF)),
+    "colorize": ("astro_nn_restore.colorize.colorize", (_PRECISION,)),
+    "super-resolve": ("astro_nn_restore.super_resolve", ((("--factor",), dict(type=int, choices=(2, 4), default=2, help="upsampling factor")), _PRECISION)),  # noqa: E501
 }
 
 #: Exceptions reported as one-line errors (ModelLoadError is a ValueError; listed for clarity).

@@ -82,7 +82,8 @@ def _resolve_paths(model, task):
         if (weights_dir() / f"{name}.json").exists():
             return weights_dir() / f"{name}.safetensors", weights_dir() / f"{name}.json"
     path = Path(text)
-    if path.suffix in (".safetensors", ".json") and (path.exists() or path.with_suffix(".json").exists()):
+    exists = path.exists() or path.with_suffix(".json").exists()
+    if path.suffix in (".safetensors", ".json") and exists:
         return path.with_suffix(".safetensors"), path.with_suffix(".json")
     known = ", ".join(available_models(task)) or "none"
     raise ModelLoadError(

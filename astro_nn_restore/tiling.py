@@ -208,7 +208,9 @@ class _Windows:
 def _accumulate(out, weight, result, positions, windows, scale):
     expected = (out.shape[0], windows.tile[0] * scale, windows.tile[1] * scale)
     if result.shape[1:] != expected:
-        raise ValueError(f"the network returned tiles of shape {result.shape[1:]}, expected {expected}")
+        raise ValueError(
+            f"the network returned tiles of shape {result.shape[1:]}, expected {expected}"
+        )
     for tile_out, (y, x) in zip(result, positions, strict=True):
         w = windows.at(y, x)
         ys, xs = slice(y * scale, y * scale + w.shape[0]), slice(x * scale, x * scale + w.shape[1])

@@ -4,6 +4,7 @@
 #   sphinx-build -W -b html -D disable_intersphinx=1 docs docs/_build/html
 
 import datetime
+import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
@@ -39,7 +40,14 @@ for _ext in ["sphinx_automodapi.automodapi", "matplotlib.sphinxext.plot_directiv
         extensions.append(_ext)
 extensions.insert(extensions.index("pytest_doctestplus.sphinx.doctestplus"), "sphinx.ext.doctest")
 
-exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+# Local helpers (docs/_ext/anr_docs.py): examples that need shipped weights, model cards
+# and benchmark pages generated from the JSON cards and benchmarks/results/*.md, README
+# commands quoted verbatim, and build-time execution of every page's examples (doctest
+# blocks and plots; a failing example stops the build).
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+extensions.append("anr_docs")
+
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_ext"]
 
 # Off: with intersphinx disabled (offline builds) every numpy/astropy/torch type in
 # a docstring would be an unresolved reference, and -W would fail the build.
@@ -79,6 +87,8 @@ plot_html_show_formats = False
 plot_formats = [("png", 100)]
 plot_rcparams = {"figure.figsize": (6.4, 4.0), "savefig.bbox": "tight"}
 plot_pre_code = "import numpy as np\nimport matplotlib.pyplot as plt\n"
+# an exception in a plot is a Sphinx warning, so `-W` makes a broken example fail the build
+plot_working_directory = None
 
 # -- Options for HTML output --------------------------------------------------
 

@@ -5,26 +5,29 @@ model is needed. `build_model` makes a network from the architecture name and
 arguments recorded in a model card.
 """
 
-from .blocks import UNet
+from importlib import import_module
+
+from .blocks import ResBlock, UNet
 from .denoise import ResidualUNet
 
-__all__ = ["ARCHITECTURES", "UNet", "ResidualUNet", "build_model"]
+__all__ = ["ARCHITECTURES", "ResBlock", "ResidualUNet", "UNet", "build_model"]
 
-#: Architecture name (as written in model cards) -> nn.Module class.
+#: Architecture name (as written in model cards) -> "module:Class" in this package.
 ARCHITECTURES = {
-    "UNet": UNet,
-    "ResidualUNet": ResidualUNet,
+    "UNet": "blocks:UNet",
+    "ResidualUNet": "denoise:ResidualUNet",
+    "DeblurUNet": "deblur:DeblurUNet",
+    "ColorGenerator": "colorize:ColorGenerator",
+    "CutoutAutoencoder": "autoencoder:CutoutAutoencoder",
+    "SRCNN": "superres:SRCNN", "SRResNet": "superres:SRResNet",
 }
-
-
-def register_architecture(cls):
-    """Make ``cls`` loadable from model cards under its class name."""
-    ARCHITECTURES[cls.__name__] = cls
-    return cls
 
 
 def build_model(architecture, **kwargs):
     """Instantiate a registered architecture with the card's arguments.
+
+    Only classes listed in `ARCHITECTURES` can be built, so a model card can
+    never make the package import or run anything else.
 
     Examples
     --------
@@ -33,8 +36,9 @@ def build_model(architecture, **kwargs):
     'ResidualUNet'
     """
     try:
-        cls = ARCHITECTURES[architecture]
+        module_name, class_name = ARCHITECTURES[architecture].split(":")
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"unknown architecture {architecture!r}; known: {known}") from None
+    cls = getattr(import_module(f".{module_name}", __name__), class_name)
     return cls(**kwargs)

@@ -18,6 +18,11 @@ from torch import nn
 __all__ = ["ResBlock", "UNet"]
 
 
+def _pairs(channels):
+    """Consecutive (finer, coarser) channel counts."""
+    return zip(channels[:-1], channels[1:], strict=True)
+
+
 def _norm(kind, channels):
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
@@ -84,13 +89,13 @@ class UNet(nn.Module):
         self.stem = nn.Conv2d(in_channels * s2, channels[0], 3, padding=1)
         self.encoders = nn.ModuleList(self._stage(c, blocks, norm) for c in channels[:-1])
         self.downs = nn.ModuleList(
-            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(channels, channels[1:])
+            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in _pairs(channels)
         )
         self.bottleneck = nn.Sequential(
             *(ResBlock(channels[-1], dilation=d, norm=norm) for d in dilations)
         )
         self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(channels, channels[1:])
+            nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in _pairs(channels)
         )
         self.merges = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in channels[:-1])
         self.decoders = nn.ModuleList(self._stage(c, blocks, norm) for c in channels[:-1])
@@ -103,13 +108,13 @@ class UNet(nn.Module):
     def forward(self, x):
         x = self.stem(self.pack(x))
         skips = []
-        for encoder, down in zip(self.encoders, self.downs):
+        for encoder, down in zip(self.encoders, self.downs, strict=True):
             x = encoder(x)
             skips.append(x)
             x = down(x)
         x = self.bottleneck(x)
         for up, merge, decoder in zip(
-            reversed(self.ups), reversed(self.merges), reversed(self.decoders)
+            reversed(self.ups), reversed(self.merges), reversed(self.decoders), strict=True
         ):
             x = decoder(merge(torch.cat([up(x), skips.pop()], dim=1)))
         return self.unpack(self.head(x))

@@ -28,6 +28,10 @@ _HELP = {
 }
 
 
+#: options whose default (None) does not tell their type
+_OPTION_TYPES = {"max_minutes": float, "threads": int, "data": str, "name": str}
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m astro_nn_restore.train",
@@ -55,13 +59,10 @@ def _add_config_options(parser):
         if isinstance(default, bool):
             parser.add_argument(option, action="store_true", help=_HELP[f.name])
         elif f.name == "precision":
-            parser.add_argument(option, choices=["bf16", "fp32"], default=default, help=_HELP[f.name])
+            parser.add_argument(option, choices=["bf16", "fp32"], default=default,
+                                help=_HELP[f.name])
         else:
-            kind = {int: int, float: float}.get(type(default), str)
-            if f.name in ("max_minutes",):
-                kind = float
-            if f.name in ("threads",):
-                kind = int
+            kind = _OPTION_TYPES.get(f.name, type(default))
             parser.add_argument(option, type=kind, default=default,
                                 help=f"{_HELP[f.name]} (default: {default})")
 

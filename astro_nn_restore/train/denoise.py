@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImagePool
-from ..models import ResidualUNet
+from ..models.denoise import ResidualUNet
 from .loop import TrainTask
 from .losses import compress, gradient_loss, ssim_index
 
@@ -95,10 +95,6 @@ class DenoiseTask(TrainTask):
 
     def card(self, model):
         return {
-            "architecture": "ResidualUNet",
-            "arguments": {k: list(v) if isinstance(v, tuple) else v
-                          for k, v in model.config.items()},
-            "parameters": sum(p.numel() for p in model.parameters()),
             "inputs": ["(data - background) / scale", "sigma / scale"],
             "normalization": "whole image: sigma-clipped median background; scale = median "
                              "uncertainty, or sigma-clipped std when no uncertainty is given",

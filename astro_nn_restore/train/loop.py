@@ -89,6 +89,26 @@ class TrainTask:
         """Optional extra card entries computed from the final model."""
         return {}
 
+    def optimizer(self, model):
+        """The optimiser (a task with several networks may return its own)."""
+        return torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=1e-4)
+
+    def train_step(self, model, optimizer, step, rng):
+        """One optimisation step; return the training loss (float). GANs override this."""
+        inputs, target = self.batch(step, rng)
+        with _autocast(self.config.precision):
+            prediction = model(inputs)
+        loss = self.loss(prediction.float(), target, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_grad)
+        optimizer.step()
+        return loss.item()
+
+    def export_module(self, model):
+        """The module written to the registry (e.g. a GAN's generator alone)."""
+        return model
+
 
 def _batch_rng(seed, step):
     return np.random.default_rng([seed, step])
@@ -152,7 +172,7 @@ def fit(task, config):
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = task.build_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    optimizer = task.optimizer(model)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     state = {"step": 0, "best_val": math.inf, "bad_epochs": 0, "minutes": 0.0}
     checkpoint = out / "checkpoint.safetensors"
@@ -160,9 +180,20 @@ def fit(task, config):
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
     elif not config.resume:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    state.setdefault("commands", _first_command(out, config))
+    if config.resume and config.command:
+        state["commands"].append(config.command)
     log = _MetricsLog(out / "metrics.csv", state["step"])
     _train(task, config, model, optimizer, scheduler, state, log, checkpoint)
     return _export(task, config, model, state, out)
+
+
+def _first_command(out, config):
+    """The command that started this run (from config.json when resuming)."""
+    saved = out / "config.json"
+    if config.resume and saved.exists():
+        return [json.loads(saved.read_text()).get("command", "")]
+    return [config.command]
 
 
 def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
@@ -173,15 +204,7 @@ def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
                disable=None)
     while state["step"] < config.steps:
         step = state["step"]
-        inputs, target = task.batch(step, _batch_rng(config.seed, step))
-        with _autocast(config.precision):
-            prediction = model(inputs)
-        loss = task.loss(prediction.float(), target, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-        optimizer.step()
-        running.append(loss.item())
+        running.append(task.train_step(model, optimizer, step, _batch_rng(config.seed, step)))
         state["step"] = step + 1
         state["minutes"] = (time.monotonic() - started) / 60
         bar.update(1)
@@ -215,13 +238,15 @@ def _maybe_validate(task, config, model, scheduler, state, log, running, optimiz
 
 def _export(task, config, model, state, out):
     model.eval()
+    module = task.export_module(model)
     name = config.name or f"{task.task}-custom"
     card = {
         "name": name,
         "task": task.task,
+        **architecture_card(module),
         **task.card(model),
         "training": {
-            "command": config.command,
+            "command": " && ".join(c for c in state["commands"] if c),
             "seed": config.seed,
             "steps": state["step"],
             "batch_size": config.batch_size,
@@ -232,4 +257,11 @@ def _export(task, config, model, state, out):
         "validation": state.get("last_val", {}),
     }
     card.update(task.calibrate(model))
-    return save_model(model, out / f"{name}.safetensors", card)
+    return save_model(module, out / f"{name}.safetensors", card)
+
+
+def architecture_card(module):
+    """Card entries that rebuild ``module``: class name, its ``config``, parameter count."""
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in module.config.items()}
+    return {"architecture": type(module).__name__, "arguments": arguments,
+            "parameters": sum(p.numel() for p in module.parameters())}

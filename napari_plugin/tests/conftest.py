@@ -76,3 +76,83 @@ def fits_factory():
 def wcs_factory():
     """``sky_wcs(shape)``: the TAN WCS the test files carry."""
     return sky_wcs
+
+
+def _save_tiny(net, path, task, architecture):
+    from astro_nn_restore.registry import save_model
+
+    arguments = json.loads(json.dumps(net.config))  # tuples -> lists, as a card stores them
+    save_model(net, path, {"task": task, "architecture": architecture, "arguments": arguments})
+    return path
+
+
+def _perturbed(net, seed=0, amount=0.05):
+    """An untrained net whose zero-initialised layers are filled (a non-trivial output)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(amount * torch.randn(p.shape, generator=gen))
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_deblur_model(tmp_path_factory):
+    """A tiny untrained DeblurUNet with its card (as in the core's tests/test_deblur.py)."""
+    import torch
+
+    from astro_nn_restore.models.deblur import DeblurUNet
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    net = DeblurUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2, features=8,
+                     embed_dim=8).eval()
+    with torch.no_grad():
+        for p in net.film.parameters():
+            p.normal_(0, 0.05)
+    return _save_tiny(net, tmp_path_factory.mktemp("deblur") / "tiny.safetensors",
+                      "deblur", "DeblurUNet")
+
+
+@pytest.fixture(scope="session")
+def tiny_superres_model(tmp_path_factory):
+    """A tiny untrained x2 SRResNet with its card."""
+    import torch
+
+    from astro_nn_restore.models.superres import SRResNet
+
+    torch.set_num_threads(TORCH_THREADS)
+    net = _perturbed(SRResNet(channels=4, blocks=1))
+    return _save_tiny(net, tmp_path_factory.mktemp("superres") / "tiny.safetensors",
+                      "superres", "SRResNet")
+
+
+@pytest.fixture(scope="session")
+def tiny_colorize_model(tmp_path_factory):
+    """A tiny untrained ColorGenerator (head bias shifted, so the colours are not grey)."""
+    import torch
+
+    from astro_nn_restore.models.colorize import ColorGenerator
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    net = ColorGenerator(channels=(8, 16), dilations=(2,))
+    with torch.no_grad():
+        net.unet.head.bias.add_(0.5)
+    return _save_tiny(net.eval(), tmp_path_factory.mktemp("colorize") / "tiny.safetensors",
+                      "colorize", "ColorGenerator")
+
+
+@pytest.fixture(scope="session")
+def tiny_autoencoder_model(tmp_path_factory):
+    """A tiny untrained 32-pixel CutoutAutoencoder with its card."""
+    import torch
+
+    from astro_nn_restore.models.autoencoder import CutoutAutoencoder
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    net = CutoutAutoencoder(size=32, latent_dim=4, channels=(4, 8)).eval()
+    return _save_tiny(net, tmp_path_factory.mktemp("autoencoder") / "tiny.safetensors",
+                      "autoencoder", "CutoutAutoencoder")

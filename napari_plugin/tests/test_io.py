@@ -137,6 +137,7 @@ def test_save_fits_widget_overwrites_only_when_asked(make_napari_viewer, fits_fi
     [layer] = viewer.open(fits_file, plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Save as FITS")
     widget.reset_choices()
+    assert widget.path.value == fits_file.parent / "field.fits"  # suggested beside the source
     out = tmp_path / "out.fits"
     widget(layer=layer, path=out, overwrite=False)
     assert np.array_equal(fits.getdata(out), layer.data)

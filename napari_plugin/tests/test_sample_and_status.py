@@ -48,7 +48,9 @@ def test_status_bar_shows_sky_coordinates(make_napari_viewer, fits_file):
     # the Qt viewer computes the status in a thread that runs once the window is shown;
     # ask for it directly (our hook listens to viewer.events.status either way)
     viewer.update_status_from_cursor()
-    assert status_text(viewer).startswith("[10, 20]") and expected in status_text(viewer)
+    value = f"{layer.data[10, 20]:.4g}"
+    assert status_text(viewer).startswith(f"[10, 20]: {value} electron | RA ")
+    assert expected in status_text(viewer)
 
     viewer.cursor.position = (-50.0, 20.0)  # off the image: no sky position
     viewer.update_status_from_cursor()

@@ -93,10 +93,13 @@ def _update_status(viewer):
     if not text:
         return
     status = viewer.status
+    unit = layer.metadata.get("unit") or ""
     if isinstance(status, dict):
         base = status.get("coordinates", "")
         if text in base:
             return
+        if unit and status.get("value"):
+            base = f"{base} {unit}"  # "[y, x]: value" -> "[y, x]: value electron"
         viewer.status = {**status, "coordinates": f"{base} | {text}" if base else text}
     elif text not in status:
         viewer.status = f"{status} | {text}"

@@ -25,6 +25,7 @@ from magicgui.widgets import (
     Label,
     PushButton,
     SpinBox,
+    Table,
     create_widget,
 )
 from napari.layers import Image
@@ -38,11 +39,15 @@ from ._io import display_limits, layer_data_from_ccd, save_fits
 from ._operations import OPERATIONS
 from ._sky_status import install_sky_status
 
-__all__ = ["OperationCancelled", "OperationWidget", "DenoiseWidget", "WIDGETS", "save_fits_widget",
-           "unique_layer_name"]
+__all__ = ["OperationCancelled", "OperationWidget", "DenoiseWidget", "DeblurWidget",
+           "SuperResolveWidget", "ColorizeWidget", "AnomalyMapWidget", "WIDGETS",
+           "save_fits_widget", "unique_layer_name"]
 
 #: Model-picker entry that shows a file chooser for a user's weights.
 WEIGHTS_FILE = "weights file..."
+
+#: Rows of the anomaly table (highest scores first).
+TOP_N = 20
 
 
 class OperationCancelled(Exception):
@@ -66,6 +71,12 @@ def unique_layer_name(viewer, base):
     return f"{base}-{k}"
 
 
+def _wrapped_label(text):
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
 def _model_names(task):
     from astro_nn_restore.registry import available_models
 
@@ -77,7 +88,7 @@ class OperationWidget(Container):
     """Layer picker, model picker, tile size, options, Run and Cancel for one `Operation`."""
 
     def __init__(self, viewer, operation):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer, self.operation = viewer, operation
         self._job = None
         self._relay = _TileRelay()
@@ -88,12 +99,14 @@ class OperationWidget(Container):
     # ---------------------------------------------------------------- layout
     def _build(self):
         op = self.operation
-        self.about = Label(value=op.description, label="")
-        self.about.native.setWordWrap(True)
+        self.about = _wrapped_label(op.description)
         self.image = ComboBox(label="Image", choices=self._image_choices,
-                              tooltip="The image to restore (a 2-D image or an RGB layer)")
+                              tooltip="The image to process (a 2-D image"
+                                      + (" or an RGB layer)" if op.rgb_input else ")"))
         names = _model_names(op.task)
-        self.model = ComboBox(label="Model", choices=[*names, WEIGHTS_FILE],
+        weights_entry = (WEIGHTS_FILE if names else
+                         ("none installed: use a weights file", WEIGHTS_FILE))
+        self.model = ComboBox(label="Model", choices=[*names, weights_entry],
                               value=names[0] if names else WEIGHTS_FILE,
                               tooltip=f"A shipped {op.task} model, or your own weights file "
                                       "(.safetensors with its .json card beside it)")
@@ -105,16 +118,27 @@ class OperationWidget(Container):
                                          "depend on this; smaller tiles use less memory")
         self.option_widgets = {opt.keyword: self._option_widget(opt) for opt in op.options}
         self.run_button = PushButton(text=f"Run {op.title.lower()}")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="Pick an image and press Run.", label="")
-        self.status.native.setWordWrap(True)
-        self.extend([self.about, self.image, self.model, self.weights, self.tile_size,
-                     *self.option_widgets.values(), self.run_button, self.cancel_button,
-                     self.status])
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip=f"Stop after the {op.steps} being computed now")
+        self.status = _wrapped_label(self._ready_text(names))
+        form = Container(widgets=[self.image, self.model, self.weights, self.tile_size,
+                                  *self.option_widgets.values()], labels=True)
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                            labels=False)
+        form.margins = buttons.margins = (0, 0, 0, 0)
+        self.extend([self.about, form, buttons, self.status])
+        self.results = None  # the anomaly table, created with the first result
         self.model.changed.connect(self._show_weights)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self._show_weights()
+
+    def _ready_text(self, model_names):
+        if model_names:
+            return "Pick an image and a model, then press Run. The result is a new layer."
+        return (f"No {self.operation.task} model is installed with the package yet: choose a "
+                "weights file (.safetensors with its .json card beside it, as written by "
+                f"python -m astro_nn_restore.train {self.operation.task}), then press Run.")
 
     def _image_choices(self, widget=None):
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
@@ -127,6 +151,9 @@ class OperationWidget(Container):
         if option.kind == "choice":
             return ComboBox(label=option.label, value=option.default, tooltip=option.tooltip,
                             **option.widget_options)
+        if isinstance(option.default, int) and not isinstance(option.default, bool):
+            return SpinBox(label=option.label, value=option.default, tooltip=option.tooltip,
+                           **option.widget_options)
         return create_widget(value=option.default, label=option.label,
                              options={"tooltip": option.tooltip, **option.widget_options})
 
@@ -146,8 +173,13 @@ class OperationWidget(Container):
         kwargs = {"model": self._model_argument()}
         for option in self.operation.options:
             value = self.option_widgets[option.keyword].value
-            kwargs[option.keyword] = (np.asarray(value.data) if option.kind == "layer"
-                                      and value is not None else value)
+            if option.kind == "layer" and value is not None:
+                if value.rgb or np.ndim(value.data) != 2:
+                    raise ValueError(f"{option.label}: '{value.name}' is not a 2-D image")
+                value = np.asarray(value.data)
+            if option.convert is not None:
+                value = option.convert(value)
+            kwargs[option.keyword] = value
         if self.operation.tiled:
             kwargs["tile_size"] = int(self.tile_size.value)
         return kwargs
@@ -160,6 +192,9 @@ class OperationWidget(Container):
         try:
             if layer is None:
                 raise ValueError("there is no image layer: open a FITS file or a sample first")
+            if layer.rgb and not self.operation.rgb_input:
+                raise ValueError(f"{self.operation.title} needs a greyscale image; "
+                                 f"'{layer.name}' is an RGB layer")
             source = layer_source(layer)
             kwargs = self._keyword_arguments()
         except ValueError as err:
@@ -174,11 +209,11 @@ class OperationWidget(Container):
                    pbar=cancelable_progress(total=0, desc=f"{op.title} {layer.name}"))
 
         def report(done, total):  # runs in the worker thread
-            if done < total and job.cancel_requested(worker):
-                raise OperationCancelled(f"cancelled after {done} of {total} tiles")
+            if done < total and job.cancel_requested():
+                raise OperationCancelled(f"cancelled after {done} of {total} {op.steps}")
             self._relay.tiles.emit(done, total)
 
-        if op.tiled:
+        if op.progress:
             kwargs = {**kwargs, "progress": report}
         worker = thread_worker(_call, ignore_errors=True, start_thread=False)(op, source, kwargs)
         job.worker = worker
@@ -196,7 +231,8 @@ class OperationWidget(Container):
         if self._job is not None:
             self._job.cancel.set()
             self.cancel_button.enabled = False
-            self.status.value = "Cancelling (stops before the next batch of tiles)..."
+            self.status.value = (f"Cancelling (stops before the next batch of "
+                                 f"{self.operation.steps})...")
 
     # ------------------------------------------------------------ callbacks
     def _on_tiles(self, done, total):
@@ -205,7 +241,8 @@ class OperationWidget(Container):
             return
         job.tiles = (done, total)
         if not job.cancel.is_set():
-            self.status.value = f"Running on '{job.layer.name}': {done}/{total} tiles"
+            self.status.value = (f"Running on '{job.layer.name}': {done}/{total} "
+                                 f"{self.operation.steps}")
         # last: napari's progress bar calls processEvents(), so the job may end in here
         if job.pbar.total != total:
             job.pbar.total = total
@@ -215,10 +252,60 @@ class OperationWidget(Container):
     def _on_returned(self, result):
         job = self._job
         name = unique_layer_name(self.viewer, f"{job.layer.name}_{self.operation.suffix}")
+        seconds = time.perf_counter() - job.started
+        if self.operation.output == "points":
+            self._add_points(result, job.layer, name, seconds)
+            return
         data, kwargs, _ = output_layer_data(result, job.layer, name, self.operation)
         self.viewer.add_image(data, **kwargs)
-        seconds = time.perf_counter() - job.started
         self.status.value = f"Done in {seconds:.1f} s: added layer '{name}'."
+
+    def _add_points(self, result, layer, name, seconds):
+        from ._anomaly import points_layer_data
+
+        n = len(result.scores)
+        if n == 0:
+            if self.results is not None:
+                self.results.visible = False
+            self.status.value = (f"No source found above the detection threshold in "
+                                 f"'{layer.name}' (lower it?); no layer was added.")
+            return
+        data, kwargs = points_layer_data(result, layer, name)
+        self._points = self.viewer.add_points(data, **kwargs)
+        order = np.argsort(result.scores)[::-1][:TOP_N]
+        sky = result.ra is not None
+        columns = ["score", "x", "y", *(["RA (deg)", "Dec (deg)"] if sky else [])]
+        rows = []
+        for i in order:
+            row = [f"{result.scores[i]:.2f}", f"{result.positions[i, 0]:.1f}",
+                   f"{result.positions[i, 1]:.1f}"]
+            if sky:
+                row += [f"{result.ra[i]:.5f}", f"{result.dec[i]:.5f}"]
+            rows.append(row)
+        self._rows = [tuple(result.positions[i, ::-1]) for i in order]  # (y, x)
+        value = {"data": rows, "columns": columns,
+                 "index": [str(k + 1) for k in range(len(rows))]}
+        if self.results is None:
+            self.results = Table(value=value)
+            self.results.read_only = True
+            self.results.native.setMinimumHeight(220)
+            self.results.native.cellClicked.connect(self._go_to_row)
+            self.append(self.results)
+        else:
+            self.results.value = value
+        self.results.visible = True
+        self.status.value = (f"Done in {seconds:.1f} s: scored {n} sources, added layer "
+                             f"'{name}' (colour = score). Highest {len(rows)} below; "
+                             "about 1 is ordinary.")
+
+    def _go_to_row(self, row, _column=None):
+        """Centre the view on the source of a row of the anomaly table."""
+        points = getattr(self, "_points", None)
+        if points is None or row >= len(self._rows):
+            return
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; .camera before
+        camera = scene.camera if scene is not None else self.viewer.camera
+        camera.center = tuple(points.data_to_world(self._rows[row]))
 
     def _on_errored(self, error):
         if isinstance(error, OperationCancelled):
@@ -243,10 +330,10 @@ class _Job:
         self.worker = None
         self.tiles = (0, 0)
 
-    def cancel_requested(self, worker=None):
-        worker = worker or self.worker
+    def cancel_requested(self):
+        """Cancel pressed in the widget, on the progress bar, or on the status-bar task."""
         return (self.cancel.is_set() or self.pbar.is_canceled
-                or bool(worker is not None and worker.abort_requested))
+                or bool(self.worker is not None and self.worker.abort_requested))
 
 
 def _call(operation, source, kwargs):
@@ -280,6 +367,10 @@ def output_layer_data(result, source_layer, name, operation):
     """Layer-data tuple for an operation's result, placed over ``source_layer``."""
     if isinstance(result, CCDData):
         data, kwargs, kind = layer_data_from_ccd(result, name=name)
+        if kwargs.get("rgb"):  # a (3, ny, nx) colour cube, e.g. from colorize
+            from astro_nn_restore import rgb_image
+
+            data = rgb_image(result)
     else:  # a colour (ny, nx, 3) array: metadata of the input plus provenance
         data = np.asarray(result)
         metadata = {k: v for k, v in source_layer.metadata.items()
@@ -329,14 +420,61 @@ class DenoiseWidget(OperationWidget):
         super().__init__(napari_viewer, OPERATIONS["denoise"])
 
 
+class DeblurWidget(OperationWidget):
+    """The Deblur dock widget (npe2 widget contribution)."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, OPERATIONS["deblur"])
+
+
+class SuperResolveWidget(OperationWidget):
+    """The Super-resolve dock widget (npe2 widget contribution)."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, OPERATIONS["superres"])
+
+
+class ColorizeWidget(OperationWidget):
+    """The Colorize dock widget (npe2 widget contribution)."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, OPERATIONS["colorize"])
+
+
+class AnomalyMapWidget(OperationWidget):
+    """The Anomaly map dock widget (npe2 widget contribution)."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, OPERATIONS["anomaly"])
+
+
 #: Operation name -> its widget class (what napari.yaml points to).
-WIDGETS = {"denoise": DenoiseWidget}
+WIDGETS = {"denoise": DenoiseWidget, "deblur": DeblurWidget, "superres": SuperResolveWidget,
+           "colorize": ColorizeWidget, "anomaly": AnomalyMapWidget}
+
+
+def _suggest_path(widget, layer):
+    """``<folder of the layer's file, or the working folder>/<layer name>.fits``."""
+    if layer is None:
+        return
+    source = layer.metadata.get("source")
+    folder = Path(source).parent if source else Path.cwd()
+    widget.path.value = folder / f"{layer.name}.fits"
+
+
+def _init_save_widget(widget):
+    widget.insert(0, _wrapped_label(
+        "Writes the image with its unit, WCS, header (with provenance), uncertainty and "
+        "mask. File > Save never replaces an existing file; tick 'overwrite' here to."))
+    widget.layer.changed.connect(lambda layer: _suggest_path(widget, layer))
+    _suggest_path(widget, widget.layer.value)
 
 
 @magic_factory(
+    widget_init=_init_save_widget,
     call_button="Save FITS",
     path={"label": "File", "mode": "w", "filter": "FITS (*.fits *.fit *.fts *.fits.gz)"},
-    overwrite={"tooltip": "Replace the file if it exists (File > Save never does)"},
+    overwrite={"tooltip": "Replace the file if it exists"},
     layer={"label": "Image"},
 )
 def save_fits_widget(layer: Image, path: Path = Path("restored.fits"),

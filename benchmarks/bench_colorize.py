@@ -1,0 +1,198 @@
+"""Benchmark of `colorize` (issue 7, "What it must show"), in one run.
+
+    python benchmarks/bench_colorize.py --model default --out benchmarks/results/colorize.md
+    python benchmarks/bench_colorize.py --model PATH.safetensors --out /tmp/c.md --quick
+
+Held-out colour references: the held-out part of the Hubble Deep Field
+(`hubble_deep_field('heldout', color=True)`, columns 750-999, never seen in
+training) and `make_lupton_rgb` composites of the 5 AEGIS HST/ACS galaxy
+stamps in ``../shared/data`` (F606W as blue, F814W as red; with only two
+bands green is their mean; each band's median subtracted, Lupton ``Q = 8``,
+stretch 0.5 x the 99.5th percentile of the mean band:
+`astro_nn_restore.colorize.lupton_composite`).
+
+Each reference RGB is converted to Lab; its lightness ``L`` is the input
+(``colorize(L, stretch=LinearStretch(), interval=ManualInterval(0, 100))``,
+so the output's L equals the reference's and only colour is measured).
+Metrics against the reference: RGB PSNR (data range 1) and the mean CIEDE2000
+colour difference (`skimage.color.deltaE_ciede2000`). Baselines in the same
+run, composed with the same L and the same gamut handling
+(`astro_nn_restore.colorize.compose_rgb`): grey (a = b = 0) and the mean
+chroma of the training set (mean a, b over the training pool of the colorize
+task: HDF training part + simulated Lupton skies, each image weighted as the
+task samples it).
+
+Target (issue 7): RGB PSNR >= 27.6 dB on the held-out colour images and better
+than both baselines on both metrics. The docs figure (input L, output,
+reference on a held-out HDF crop) goes to ``docs/_static/colorize_example.png``
+(``--quick``: beside the report instead).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import load_image, markdown_table, passfail, report_header, write_report
+
+from astro_nn_restore.colorize import colorize, compose_rgb, lupton_composite, rgb_image
+from astro_nn_restore.metrics import psnr
+
+TARGET_PSNR = 27.6
+AEGIS = [("01", 0), ("01", 1), ("01", 2), ("02", 0), ("02", 1)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="default", help="registry name or .safetensors path")
+    p.add_argument("--out", default="benchmarks/results/colorize.md")
+    p.add_argument("--quick", action="store_true", help="tiny inputs: checks the script")
+    p.add_argument("--figure", default=None,
+                   help="docs figure (default docs/_static/colorize_example.png; quick: "
+                        "beside --out)")
+    p.add_argument("--n-simulated", type=int, default=None,
+                   help="simulated skies in the mean-chroma pool (default 48 as training; quick 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.n_simulated is None:
+        args.n_simulated = 2 if args.quick else 48
+    if args.figure is None:
+        args.figure = (Path(args.out).with_name(Path(args.out).stem + "_example.png")
+                       if args.quick else ROOT / "docs" / "_static" / "colorize_example.png")
+    return args
+
+
+def references(quick):
+    """(name, description, RGB in [0, 1]) of every held-out colour image present."""
+    from astro_nn_restore.datasets import hubble_deep_field
+
+    hdf = hubble_deep_field("heldout", color=True).astype(np.float64)
+    if quick:
+        hdf = hdf[300:428, 60:188]
+    out = [("hdf_heldout", f"HDF held-out part, {hdf.shape[0]}x{hdf.shape[1]}", hdf)]
+    skipped = []
+    for file, hdu in AEGIS[:1] if quick else AEGIS:
+        blue = load_image(f"aegis_f606w_{file}_{hdu}")
+        red = load_image(f"aegis_f814w_{file}_{hdu}")
+        name = f"aegis_{file}_{hdu}"
+        if blue is None or red is None:
+            skipped.append(name)
+            continue
+        rgb = lupton_composite([blue.data, red.data], q=8.0)
+        out.append((name, f"AEGIS stamp {file} HDU {hdu}, Lupton RGB {rgb.shape[0]}x"
+                          f"{rgb.shape[1]} (F606W, mean, F814W)", rgb))
+    return out, skipped
+
+
+def mean_training_chroma(n_simulated):
+    """Mean Lab (a, b) over the colorize task's training pool."""
+    from skimage.color import rgb2lab
+
+    from astro_nn_restore.train.colorize import ColorPool
+
+    pool = ColorPool.build(seed=0, n_simulated=n_simulated)
+    return np.mean([rgb2lab(image).reshape(-1, 3)[:, 1:].mean(axis=0) for image in pool.images],
+                   axis=0)
+
+
+def score(reference_lab, reference_rgb, rgb):
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    return (psnr(reference_rgb, rgb, data_range_value=1.0),
+            float(np.mean(deltaE_ciede2000(reference_lab, rgb2lab(rgb)))))
+
+
+def evaluate(rgb, model, mean_chroma):
+    """Scores of the model and both baselines on one reference, plus the output."""
+    from astropy.visualization import LinearStretch, ManualInterval
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(rgb)
+    lightness = lab[..., 0]
+    start = time.perf_counter()
+    output = rgb_image(colorize(lightness, model=model, stretch=LinearStretch(),
+                                interval=ManualInterval(0, 100))).astype(np.float64)
+    seconds = time.perf_counter() - start
+    grey = compose_rgb(lightness, np.zeros((*lightness.shape, 2)))
+    mean = compose_rgb(lightness, np.broadcast_to(mean_chroma, (*lightness.shape, 2)))
+    scores = {name: score(lab, rgb, image)
+              for name, image in (("model", output), ("grey", grey), ("mean", mean))}
+    return scores, output, seconds
+
+
+def row(name, scores, seconds):
+    m, g, c = scores["model"], scores["grey"], scores["mean"]
+    beats = m[0] > max(g[0], c[0]) and m[1] < min(g[1], c[1])
+    return [name, m[0], g[0], c[0], passfail(m[0] >= TARGET_PSNR), m[1], g[1], c[1],
+            passfail(beats), seconds]
+
+
+def save_figure(path, lightness, output, reference):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    grey = compose_rgb(lightness, np.zeros((*lightness.shape, 2)))  # the input's lightness
+    panels = (("input (lightness only)", grey), ("colorize output", output),
+              ("reference", reference))
+    for i, (title, image) in enumerate(panels):
+        axes = figure.add_subplot(1, 3, i + 1)
+        axes.imshow(np.clip(image, 0, 1), origin="upper")
+        axes.set_title(title)
+        axes.set_axis_off()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from astro_nn_restore.registry import load_model
+
+    model, card = load_model(args.model, task="colorize")
+    mean_chroma = mean_training_chroma(args.n_simulated)
+    images, skipped = references(args.quick)
+    rows, totals, figure_done = [], [], False
+    for name, _, rgb in images:
+        scores, output, seconds = evaluate(rgb, model, mean_chroma)
+        rows.append(row(name, scores, seconds))
+        totals.append(scores)
+        if name == "hdf_heldout" and not figure_done:
+            crop = (slice(None), slice(None)) if args.quick else (slice(300, 556), slice(0, 250))
+            from skimage.color import rgb2lab
+
+            save_figure(args.figure, rgb2lab(rgb[crop])[..., 0], output[crop], rgb[crop])
+            figure_done = True
+    mean_scores = {key: tuple(np.mean([s[key][i] for s in totals]) for i in range(2))
+                   for key in ("model", "grey", "mean")}
+    rows.append(row("**mean of all**", mean_scores, sum(r[-1] for r in rows)))
+    text = report_lines(args, card, images, skipped, rows, mean_chroma)
+    write_report(args.out, text)
+
+
+def report_lines(args, card, images, skipped, rows, mean_chroma):
+    headers = ["image", "PSNR model [dB]", "PSNR grey", "PSNR mean chroma",
+               f"PSNR >= {TARGET_PSNR}", "ΔE00 model", "ΔE00 grey", "ΔE00 mean chroma",
+               "beats both baselines (PSNR and ΔE)", "colorize time [s]"]
+    lines = [report_header("colorize benchmark (issue 7)", args),
+             f"- model: {card.get('name')} (sha256 {str(card.get('sha256'))[:16]})",
+             f"- mean training chroma (a, b) = ({mean_chroma[0]:.2f}, {mean_chroma[1]:.2f}) over "
+             f"the training pool (HDF training part + {args.n_simulated} simulated Lupton skies)",
+             "- input: the reference's Lab L (LinearStretch over ManualInterval(0, 100)), so "
+             "every method has the reference's lightness; ΔE00 = mean CIEDE2000 "
+             "(skimage.color.deltaE_ciede2000); PSNR on RGB in [0, 1] (data range 1)",
+             f"- figure: {args.figure}", ""]
+    lines += [f"- `{name}`: {text}" for name, text, _ in images]
+    if skipped:
+        lines.append(f"- skipped (file absent in ../shared/data): {', '.join(skipped)}")
+    if args.quick:
+        lines.append("- **--quick**: tiny crops; the numbers check the script, they are no result")
+    lines += ["", markdown_table(headers, rows, digits=2)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

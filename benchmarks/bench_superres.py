@@ -1,0 +1,338 @@
+"""Benchmark of `super_resolve` (issue 5): PSNR, flux, astrometry, throughput.
+
+Each test image (real images from ``../shared/data`` when present, the held-out
+Hubble Deep Field part, and noise-free simulated skies with seeds never used in
+training)
+is binned x2 by block mean to make the input; the original is the reference.
+In the same run: nearest, bilinear and bicubic (`skimage.transform.resize`,
+order 0/1/3), SRCNN and the default model.
+
+Astrometry: star centroids (quadratic fit to the 3x3 peak in a 7x7 box, background-subtracted,
+the same estimator on both images) in the x2 output against the reference, in
+high-resolution pixels; and, for a TAN, a SIP and a TPV header on a simulated
+sky and for the Spitzer CAR header, the sky positions of the output centroids
+through the output WCS against the same points (mapped back to input pixels by
+``(x + 0.5) / 2 - 0.5``) through the input WCS. The latter checks the WCS
+rescaling at real star positions; the sky offset of output centroids from
+the reference centroids is reported too (it includes the centroid error).
+
+Usage::
+
+    python benchmarks/bench_superres.py --model default --srcnn srcnn \\
+        --out benchmarks/results/superres.md [--quick]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, block_reduce
+from astropy.wcs import WCS
+from photutils.centroids import centroid_quadratic, centroid_sources
+from skimage.transform import resize
+
+from astro_nn_restore import super_resolve
+from astro_nn_restore.datasets import hubble_deep_field
+from astro_nn_restore.metrics import psnr
+from astro_nn_restore.models.superres import SRCNN, SRResNet
+from astro_nn_restore.registry import ModelLoadError, load_model
+from astro_nn_restore.simulate import simulate_sky
+from astro_nn_restore.wcs_utils import rescale_wcs
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SIM_SEEDS = (990_001, 990_002, 990_003, 990_004)  # training uses seed*100003+i, i<96
+REAL = [  # (name, path, hdu, crop (y0, x0, size))
+    ("M51 (KPNO B)", "m51_ccd_b/M51.fits", 0, (0, 0, 512)),
+    ("M67 (POSS plate)", "m67_poss/M6707HH.fits", 0, (270, 270, 512)),
+    ("Spitzer IRAC2", "glimpse_irac_psf/spitzer_example_image.fits", 0, (0, 256, 512)),
+    ("TRACE 171", "trace_171/trace_171_1998-05-19T222143_1024.fits", 0, (256, 256, 512)),
+    ("AIA 171", "aia_171/aia_171_level1.fits", 0, (0, 0, 128)),
+    ("M13 raw frame", "m13_raw_frames/M13_blue_0001.fits", 0, (264, 440, 512)),
+    ("AEGIS F606W stamp", "aegis_acs_stamps_psf/AEGIS_F606w_images_01.fits", 1, (0, 0, 142)),
+]
+CLASSICAL = {"nearest": 0, "bilinear": 1, "bicubic": 3}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default", help="default model: name or path")
+    parser.add_argument("--srcnn", default="srcnn", help="SRCNN model: name or path")
+    parser.add_argument("--out", default="benchmarks/results/superres.md")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs (script check)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    return parser.parse_args()
+
+
+def load(name, fallback):
+    """(module, label); an untrained stand-in when the weights do not exist yet."""
+    try:
+        module, card = load_model(name, task="superres")
+        return module, str(card.get("name", name))
+    except ModelLoadError as err:
+        print(f"note: {err}; using an untrained {type(fallback).__name__} stand-in")
+        return fallback.eval(), f"{type(fallback).__name__} UNTRAINED stand-in"
+
+
+def read_real(relpath, hdu, crop, quick):
+    path = DATA / relpath
+    if not path.exists():
+        print(f"skip {relpath}: absent")
+        return None
+    with fits.open(path) as hdul:
+        data = np.asarray(hdul[hdu].data, dtype=np.float64)
+        header = hdul[hdu].header.copy()
+    y0, x0, size = crop
+    size = 64 if quick else size
+    data = data[y0 : y0 + size, x0 : x0 + size]
+    data = data[: data.shape[0] // 2 * 2, : data.shape[1] // 2 * 2]
+    return np.where(np.isfinite(data), data, np.nanmedian(data)), header, (y0, x0)
+
+
+def test_images(quick):
+    images = []
+    for name, relpath, hdu, crop in REAL[:2] if quick else REAL:
+        loaded = read_real(relpath, hdu, crop, quick)
+        if loaded is not None:
+            images.append((name, loaded[0]))
+    hdf = hubble_deep_field("heldout").astype(np.float64)
+    images.append(("HDF held-out (HST)", hdf[:64, :64] if quick else hdf[:872, :250]))
+    shape = (64, 64) if quick else (256, 256)
+    for seed in SIM_SEEDS[:1] if quick else SIM_SEEDS:
+        images.append((f"simulated {seed}", simulate_sky(shape, seed=seed).clean.data.astype(
+            np.float64)))
+    return images
+
+
+def bin2(image, func=np.mean):
+    return block_reduce(image, 2, func=func)
+
+
+def run_methods(low, nets):
+    shape = (2 * low.shape[0], 2 * low.shape[1])
+    out = {k: resize(low, shape, order=o, mode="reflect", anti_aliasing=False)
+           for k, o in CLASSICAL.items()}
+    for key, net in nets.items():
+        out[key] = super_resolve(low, model=net, flux_conserving=False).data.astype(np.float64)
+    return out
+
+
+def flux_errors(low, high):
+    """(relative error of the sum after binning back, max block error / input range)."""
+    back = bin2(high)
+    total = abs(back.sum() - low.sum()) / abs(low.sum())
+    return total, np.abs(back - low).max() / np.ptp(low)
+
+
+def psnr_table(images, nets):
+    rows, flux = [], []
+    for name, reference in images:
+        low = bin2(reference)
+        outputs = run_methods(low, nets)
+        rows.append((name, {k: psnr(reference, v) for k, v in outputs.items()}))
+        flux.append((name, {k: flux_errors(low, outputs[k]) for k in nets}))
+    return rows, flux
+
+
+def count_flux(nets, quick):
+    """Per-pixel (electron) images: output sum / input sum and x2 sum-binning error."""
+    shape = (64, 64) if quick else (256, 256)
+    low = CCDData(bin2(simulate_sky(shape, seed=SIM_SEEDS[0]).noisy.data, np.sum), unit="electron")
+    result = {}
+    for key, net in nets.items():
+        out = super_resolve(low, model=net)
+        back = bin2(out.data.astype(np.float64), np.sum)
+        result[key] = (out.data.sum(dtype=np.float64) / low.data.sum(dtype=np.float64),
+                       np.abs(back - low.data).max() / np.ptp(low.data))
+    return result
+
+
+# ---------------------------------------------------------------- astrometry
+
+
+def sip_tpv_headers(wcs):
+    """TAN, SIP and TPV versions of a simulated TAN WCS (same centre and scale)."""
+    base = wcs.to_header()
+    sip = base.copy()
+    sip["CTYPE1"], sip["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    sip.update({"A_ORDER": 2, "B_ORDER": 2, "A_2_0": 3e-5, "A_1_1": -2e-5, "A_0_2": 1e-5,
+                "B_2_0": -1e-5, "B_1_1": 2e-5, "B_0_2": 3e-5})
+    tpv = base.copy()
+    tpv["CTYPE1"], tpv["CTYPE2"] = "RA---TPV", "DEC--TPV"
+    tpv.update({"PV1_0": 0.0, "PV1_1": 1.0, "PV1_2": 0.0, "PV1_4": 0.05, "PV1_5": -0.03,
+                "PV2_0": 0.0, "PV2_1": 1.0, "PV2_2": 0.0, "PV2_4": 0.02, "PV2_6": 0.04})
+    return {"TAN": WCS(base), "SIP": WCS(sip), "TPV": WCS(tpv)}
+
+
+def centroids(image, x, y):
+    data = image - np.median(image)
+    cx, cy = centroid_sources(data, x, y, box_size=7, centroid_func=centroid_quadratic)
+    return np.asarray(cx), np.asarray(cy)
+
+
+def star_positions_sim(sim, margin=8):
+    src = sim.sources
+    stars = src[(src["kind"] == "star")]
+    xy = np.stack([src["x"], src["y"]], axis=1)
+    keep = []
+    for row in stars:
+        d = np.hypot(xy[:, 0] - row["x"], xy[:, 1] - row["y"])
+        isolated = np.sort(d)[1] > 8 if len(d) > 1 else True
+        inside = margin < row["x"] < sim.clean.shape[1] - margin and \
+            margin < row["y"] < sim.clean.shape[0] - margin
+        if isolated and inside:
+            keep.append((row["flux"], row["x"], row["y"]))
+    keep = sorted(keep, reverse=True)[:30]
+    return np.array([k[1] for k in keep]), np.array([k[2] for k in keep])
+
+
+def star_positions_real(image, n=30):
+    from photutils.detection import find_peaks
+
+    data = image - np.median(image)
+    mad = 1.4826 * np.median(np.abs(data))
+    peaks = find_peaks(data, 30 * mad, box_size=11, n_peaks=n, border_width=8)
+    return (np.array([], float),) * 2 if peaks is None else (
+        np.asarray(peaks["x_peak"], float), np.asarray(peaks["y_peak"], float))
+
+
+def astrometry(reference, ref_wcs, x, y, net):
+    """(median centroid offset [hi-res px], max WCS offset ["], median sky offset ["])."""
+    low_wcs = rescale_wcs(ref_wcs, 0.5)
+    out = super_resolve(CCDData(bin2(reference), unit="adu", wcs=low_wcs), model=net,
+                        flux_conserving=False)
+    rx, ry = centroids(reference, x, y)
+    ox, oy = centroids(out.data.astype(np.float64), rx, ry)
+    offset = np.median(np.hypot(ox - rx, oy - ry))
+    through_out = out.wcs.pixel_to_world(ox, oy)
+    through_in = low_wcs.pixel_to_world((ox + 0.5) / 2 - 0.5, (oy + 0.5) / 2 - 0.5)
+    wcs_err = through_out.separation(through_in).max().to_value(u.arcsec)
+    sky_err = np.median(through_out.separation(ref_wcs.pixel_to_world(rx, ry)).to_value(u.arcsec))
+    return offset, wcs_err, sky_err, len(x)
+
+
+def astrometry_rows(net, quick):
+    shape = (96, 96) if quick else (256, 256)
+    sim = simulate_sky(shape, seed=SIM_SEEDS[1])
+    reference = sim.clean.data.astype(np.float64)
+    x, y = star_positions_sim(sim)
+    rows = [(f"simulated, {kind}", *astrometry(reference, w, x, y, net))
+            for kind, w in sip_tpv_headers(sim.noisy.wcs).items()]
+    loaded = read_real(REAL[2][1], 0, (0, 256, 256), quick)
+    if loaded is not None:
+        image, header, (y0, x0) = loaded
+        wcs = WCS(header)[y0 : y0 + image.shape[0], x0 : x0 + image.shape[1]]
+        rows.append(("Spitzer IRAC2, CAR", *astrometry(image, wcs, *star_positions_real(image),
+                                                       net)))
+    return rows
+
+
+# ---------------------------------------------------------------- throughput
+
+
+def throughput(nets, quick):
+    size = 64 if quick else 512
+    low = simulate_sky((size, size), seed=SIM_SEEDS[2]).noisy.data.astype(np.float64)
+    result = {}
+    for key, order in CLASSICAL.items():
+        start = time.perf_counter()
+        resize(low, (2 * size, 2 * size), order=order, mode="reflect", anti_aliasing=False)
+        result[key] = size * size / 1e6 / (time.perf_counter() - start)
+    for key, net in nets.items():
+        super_resolve(low[:32, :32], model=net, flux_conserving=False)  # warm up
+        start = time.perf_counter()
+        super_resolve(low, model=net, flux_conserving=False)
+        result[key] = size * size / 1e6 / (time.perf_counter() - start)
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def _mark(ok):
+    return "PASS" if ok else "FAIL"
+
+
+def report(args, labels, rows, flux, counts, astro, speed):
+    methods = list(rows[0][1])
+    lines = [
+        "# Super-resolution benchmark (x2)", "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
+        f"- default model: `{labels['default']}`; SRCNN: `{labels['srcnn']}`",
+        f"- mode: {'QUICK (tiny crops, script check only)' if args.quick else 'full'}", "",
+        "## PSNR [dB] (reference = original; input = original binned x2 by block mean)", "",
+        "| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|",
+    ]
+    for name, scores in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{scores[m]:.2f}" for m in methods) + " |")
+    median = {m: float(np.median([s[m] for _, s in rows])) for m in methods}
+    lines.append("| **median** | " + " | ".join(f"**{median[m]:.2f}**" for m in methods) + " |")
+    gain_b, gain_s = median["default"] - median["bicubic"], median["default"] - median["srcnn"]
+    lines += ["",
+              f"- default - bicubic = {gain_b:+.2f} dB (target >= +1.0): {_mark(gain_b >= 1.0)}",
+              f"- default - SRCNN = {gain_s:+.2f} dB (target >= +0.5): {_mark(gain_s >= 0.5)}", ""]
+    lines += flux_section(flux, counts) + astrometry_section(astro) + speed_section(speed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def flux_section(flux, counts):
+    worst = max(v[0] for _, d in flux for v in d.values())
+    worst_block = max(v[1] for _, d in flux for v in d.values())
+    lines = ["## Flux", "",
+             "Binning the network outputs back x2 (block mean) against the input, all images "
+             "and both networks:", "",
+             f"- worst relative error of the image sum: {worst:.2e} (target <= 5e-3): "
+             f"{_mark(worst <= 5e-3)}",
+             f"- worst single-pixel error / input range: {worst_block:.2e}", "",
+             "Count-like unit (electron; values divided by 4):", "",
+             "| model | output sum / input sum | max block error (sum-binned) / range | pass |",
+             "|---|---|---|---|"]
+    for key, (ratio, block) in counts.items():
+        lines.append(f"| {key} | {ratio:.6f} | {block:.2e} | {_mark(abs(ratio - 1) <= 5e-3)} |")
+    return lines + [""]
+
+
+def astrometry_section(astro):
+    lines = ["## Astrometry (default model, x2)", "",
+             "| header | stars | median centroid offset [hi-res px] (<= 0.05) | "
+             "max WCS offset out vs in [arcsec] (<= 0.01) | median sky offset vs reference "
+             "[arcsec] |", "|---|---|---|---|---|"]
+    for name, offset, wcs_err, sky_err, n in astro:
+        lines.append(f"| {name} | {n} | {offset:.3f} {_mark(offset <= 0.05)} | "
+                     f"{wcs_err:.1e} {_mark(wcs_err <= 0.01)} | {sky_err:.4f} |")
+    return lines + [""]
+
+
+def speed_section(speed):
+    lines = ["## Throughput (input megapixels per second)", "", "| method | input MP/s |",
+             "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in speed.items()]
+    return lines + [""]
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    default, default_label = load(args.model, SRResNet())
+    srcnn, srcnn_label = load(args.srcnn, SRCNN())
+    nets = {"srcnn": srcnn, "default": default}
+    labels = {"default": default_label, "srcnn": srcnn_label}
+    rows, flux = psnr_table(test_images(args.quick), nets)
+    counts = count_flux(nets, args.quick)
+    astro = astrometry_rows(default, args.quick)
+    speed = throughput(nets, args.quick)
+    report(args, labels, rows, flux, counts, astro, speed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""deblur: PSF handling, flux conservation, the CCDData contract and the shipped model."""
+
+import json
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData
+from numpy.testing import assert_allclose, assert_array_equal
+
+from astro_nn_restore.deblur import conserve_flux, prepare_psf, psf_stamp, wiener_prefilter
+from astro_nn_restore.degrade import blur
+from astro_nn_restore.simulate import psf_gaussian, psf_moffat, simulate_sky
+
+torch = pytest.importorskip("torch")
+
+from astro_nn_restore import cli  # noqa: E402
+from astro_nn_restore.deblur import deblur  # noqa: E402
+from astro_nn_restore.models.deblur import DeblurUNet  # noqa: E402
+from astro_nn_restore.registry import ModelLoadError, available_models, save_model  # noqa: E402
+
+TINY = dict(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2, features=8,
+            embed_dim=8)
+FAST = dict(tile_size=64, overlap=16, precision="fp32")
+HAVE_DEFAULT = "deblur-default" in available_models("deblur")
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    torch.manual_seed(0)
+    net = DeblurUNet(**TINY).eval()
+    with torch.no_grad():  # non-trivial output: the head is not zero at init anyway
+        for p in net.film.parameters():
+            p.normal_(0, 0.05)
+    return net
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tiny_net, tmp_path_factory):
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in tiny_net.config.items()}
+    path = tmp_path_factory.mktemp("deblur") / "tiny.safetensors"
+    save_model(tiny_net, path, {"task": "deblur", "architecture": "DeblurUNet",
+                                "arguments": arguments})
+    return path
+
+
+@pytest.fixture(scope="module")
+def blurred_sky():
+    """A simulated field blurred by a Moffat PSF (FWHM 3, beta 3), with its truth."""
+    sky = simulate_sky((96, 112), seed=5, n_stars=25, n_galaxies=4)
+    kernel = psf_moffat(3.0, beta=3.0)
+    rng = np.random.default_rng(1)
+    blurred = blur(sky.clean.data, kernel) + rng.normal(0, 8.0, sky.clean.shape)
+    image = CCDData(blurred.astype(np.float32), unit="electron", wcs=sky.clean.wcs,
+                    meta=sky.clean.header.copy())
+    return image, kernel, sky
+
+
+# ----------------------------------------------------------------------- PSF
+def test_prepare_psf_normalises_and_keeps_odd_kernels():
+    kernel = psf_gaussian(2.5) * 7.0
+    prepared = prepare_psf(kernel)
+    assert prepared.dtype == np.float64 and prepared.shape == kernel.shape
+    assert_allclose(prepared, kernel / 7.0, rtol=1e-12)
+
+
+def test_prepare_psf_recentres_even_kernels():
+    odd = psf_gaussian(3.0, size=21)
+    even = odd[1:, 1:]  # 20x20, centre at (9, 9)
+    prepared = prepare_psf(even)
+    assert prepared.shape == (21, 21)
+    assert prepared.sum() == pytest.approx(1.0)
+    y, x = np.indices(prepared.shape)
+    assert (prepared * y).sum() == pytest.approx(10.0, abs=0.02)
+    assert (prepared * x).sum() == pytest.approx(10.0, abs=0.02)
+
+
+def test_prepare_psf_reads_fits(tmp_path):
+    path = tmp_path / "psf.fits"
+    fits.PrimaryHDU(psf_moffat(2.0).astype(">f4")).writeto(path)
+    assert_allclose(prepare_psf(path), psf_moffat(2.0), atol=1e-7)
+    with fits.open(path) as hdulist:
+        assert_allclose(prepare_psf(hdulist), psf_moffat(2.0), atol=1e-7)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((3, 3, 3)), "2-D"),
+    (np.full((3, 3), np.nan), "NaN"),
+    (np.zeros((3, 3)), "positive sum"),
+])
+def test_prepare_psf_rejects_bad_input(bad, message):
+    with pytest.raises(ValueError, match=message):
+        prepare_psf(bad)
+
+
+def test_psf_stamp_crops_and_pads():
+    big = psf_moffat(4.0, size=41)
+    stamp = psf_stamp(big, 21)
+    assert stamp.shape == (21, 21) and stamp.dtype == np.float32
+    assert stamp.sum() == pytest.approx(1.0, abs=1e-6)
+    assert np.argmax(stamp) == 10 * 21 + 10
+    small = psf_stamp(psf_gaussian(1.5, size=7), 21)
+    assert_allclose(small[7:14, 7:14], psf_gaussian(1.5, size=7), atol=1e-7)
+    assert small[:7].sum() == 0
+
+
+def test_wiener_prefilter_inverts_blur_and_keeps_flux():
+    image = np.zeros((80, 90))
+    image[40, 45], image[20, 30] = 1000.0, 300.0
+    kernel = psf_gaussian(3.0)
+    sharp = wiener_prefilter(blur(image, kernel), kernel, 1e-6)
+    assert sharp.shape == image.shape and sharp.dtype == np.float32
+    assert sharp.sum() == pytest.approx(image.sum() / (1 + 1e-6), rel=1e-3)  # + border leakage
+    assert sharp[40, 45] > 5 * blur(image, kernel)[40, 45]
+
+
+def test_conserve_flux_adds_a_constant_offset():
+    good = np.ones((20, 20), bool)
+    good[0, 0] = False
+    ref = np.random.default_rng(0).normal(size=(20, 20))
+    ref[10, 10] = 500.0
+    raw = ref * 0.97
+    raw[0, 0] = 1e6  # a bad pixel does not count
+    out, offset = conserve_flux(raw, ref, good=good)
+    assert out[good].sum() == pytest.approx(ref[good].sum())
+    assert_allclose(out - raw, offset, atol=1e-9)  # the same constant everywhere
+
+
+# --------------------------------------------------------------- the network
+def test_network_blind_samples_and_conditioned_module(tiny_net):
+    x = torch.randn(3, tiny_net.in_channels, 32, 32)
+    stamps = torch.from_numpy(np.stack([psf_stamp(psf_gaussian(f), 21) for f in (2, 3, 4)]))
+    mixed = stamps.clone()
+    mixed[1] = float("nan")
+    with torch.no_grad():
+        given = tiny_net((x, stamps))
+        blind = tiny_net(x)
+        both = tiny_net(x, mixed)
+        fixed = tiny_net.conditioned(stamps[2])(x[2:])
+    assert given.shape == (3, 1, 32, 32)
+    assert_allclose(both[[0, 2]].numpy(), given[[0, 2]].numpy(), rtol=1e-5, atol=1e-5)
+    assert_allclose(both[1].numpy(), blind[1].numpy(), rtol=1e-5, atol=1e-5)
+    assert_allclose(fixed.numpy(), given[2:].numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(given[0].numpy(), blind[0].numpy())
+
+
+# ---------------------------------------------------------- CCDData contract
+@pytest.mark.parametrize("with_psf", [True, False])
+def test_deblur_keeps_metadata_mask_nan_and_flux(blurred_sky, tiny_net, with_psf):
+    image, kernel, _ = blurred_sky
+    image = image.copy()
+    image.data[5, 7] = np.nan
+    image.mask = np.zeros(image.shape, bool)
+    image.mask[30:33, 40:44] = True
+    before = image.data.copy()
+    out = deblur(image, psf=kernel if with_psf else None, model=tiny_net, **FAST)
+    assert isinstance(out, CCDData) and out.shape == image.shape
+    assert out.unit == u.electron
+    assert_array_equal(out.mask, image.mask) and out.mask is not image.mask
+    assert np.isnan(out.data[5, 7]) and np.isfinite(np.delete(out.data.ravel(), 5 * 112 + 7)).all()
+    assert out.wcs.wcs.compare(image.wcs.wcs)
+    assert out.header["ANR_OP"] == "deblur" and out.header["TELESCOP"] == "SIMULATED"
+    history = "\n".join(out.header["HISTORY"])
+    assert ("PSF given" if with_psf else "blind") in history and "flux kept" in history
+    good = np.isfinite(image.data) & ~image.mask
+    assert out.data[good].sum(dtype=float) == pytest.approx(image.data[good].sum(dtype=float),
+                                                            rel=1e-6)
+    assert_array_equal(image.data, before)  # input untouched
+
+
+def test_deblur_colour_keeps_chroma(tiny_net):
+    rng = np.random.default_rng(2)
+    rgb = np.clip(rng.normal(0.3, 0.05, (40, 48, 3)), 0, 1).astype(np.float32)
+    rgb[..., 0] += 0.1  # a reddish frame: chroma R - Y must survive
+    out = deblur(rgb, psf=psf_gaussian(2.0), model=tiny_net, **FAST)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    luma = np.array([0.299, 0.587, 0.114])
+    assert_allclose(out[..., 0] - out @ luma, rgb[..., 0] - rgb @ luma, atol=1e-5)
+    assert_allclose(out[..., 2] - out @ luma, rgb[..., 2] - rgb @ luma, atol=1e-5)
+
+
+def test_deblur_loads_weights_and_rejects_other_models(blurred_sky, tiny_model_path, tmp_path):
+    image, kernel, _ = blurred_sky
+    out = deblur(image, psf=kernel, model=tiny_model_path, **FAST)
+    assert out.header["ANR_MOD"] == "tiny"
+    card = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    card["task"] = "denoise"
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(tiny_model_path.read_bytes())
+    other.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="not a 'deblur' model"):
+        deblur(image, model=other)
+    with pytest.raises(TypeError, match="PSF-aware"):
+        deblur(image, model=torch.nn.Identity())
+    with pytest.raises(ValueError, match="PSF"):
+        deblur(image, psf=np.zeros((5, 5)), model=tiny_model_path)
+
+
+def test_cli_deblur_with_psf_file(blurred_sky, tiny_model_path, tmp_path, capsys):
+    image, kernel, _ = blurred_sky
+    src, psf_path, dst = tmp_path / "in.fits", tmp_path / "psf.fits", tmp_path / "out.fits"
+    image.write(src)
+    fits.PrimaryHDU(kernel).writeto(psf_path)
+    args = ["deblur", str(src), "-o", str(dst), "--model", str(tiny_model_path), "--psf",
+            str(psf_path), "--tile-size", "64", "--overlap", "16", "--precision", "fp32"]
+    assert cli.main(args) == 0
+    result = CCDData.read(dst)
+    assert result.shape == image.shape and result.unit == u.electron
+    assert "PSF given" in "\n".join(result.header["HISTORY"])
+    assert cli.main(args[:6] + ["--psf", str(tmp_path / "missing.fits"), "--overwrite"]) == 2
+    assert "missing.fits" in capsys.readouterr().err
+
+
+def test_train_deblur_exports_loadable_model(tmp_path):
+    from astro_nn_restore.registry import load_model
+    from astro_nn_restore.train.__main__ import main
+
+    arch = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()})
+    argv = ["deblur", "--out", str(tmp_path), "--name", "deblur-tiny", "--steps", "2",
+            "--arch", arch, "--n-simulated", "2", "--batch-size", "2", "--patch-size", "32",
+            "--threads", "1", "--val-every", "2", "--seed", "4", "--lr", "1e-4"]
+    assert main(argv) == 0
+    module, card = load_model(tmp_path / "deblur-tiny.safetensors", task="deblur")
+    assert isinstance(module, DeblurUNet) and card["architecture"] == "DeblurUNet"
+    assert "raw_flux_error_median" in card["calibration"]
+
+
+# ------------------------------------------------------------- shipped model
+needs_default = pytest.mark.skipif(not HAVE_DEFAULT, reason="no shipped deblur-default weights")
+
+
+@needs_default
+def test_default_model_sharpens_and_conserves_photometry(blurred_sky):
+    from astro_nn_restore.metrics import aperture_flux_ratio, psnr
+
+    image, kernel, sky = blurred_sky
+    out = deblur(image, psf=kernel)
+    truth = sky.clean.data
+    assert psnr(truth, out.data) > psnr(truth, image.data) + 3.0
+    stars = sky.sources[(sky.sources["kind"] == "star") & (sky.sources["flux"] > 2e4)]
+    inside = ((stars["x"] > 15) & (stars["x"] < 97) & (stars["y"] > 15) & (stars["y"] < 81))
+    positions = np.transpose([stars["x"][inside], stars["y"][inside]])
+    assert len(positions) >= 2
+    ratios = aperture_flux_ratio(truth, out.data, positions, radius=6.0, annulus=(9.0, 13.0))
+    assert np.median(np.abs(ratios - 1)) < 0.02
+
+
+@needs_default
+def test_default_model_invents_no_sources_on_noise():
+    from astro_nn_restore.metrics import count_detections
+
+    noise = np.random.default_rng(7).normal(100.0, 5.0, (160, 160)).astype(np.float32)
+    for psf in (psf_moffat(3.0, beta=3.0), None):
+        out = deblur(noise, psf=psf)
+        assert count_detections(out.data, sigma=5.0) <= count_detections(noise, sigma=5.0)

@@ -1,0 +1,257 @@
+"""Cutouts, latent vectors, decoding and anomaly scores (astro_nn_restore.latent)."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from astropy import units as u
+from astropy.nddata import CCDData
+from astropy.table import Table
+
+from astro_nn_restore import (
+    ModelLoadError,
+    anomaly_score,
+    available_models,
+    decode_latent,
+    encode_latent,
+    make_cutouts,
+    save_model,
+    simulate_sky,
+)
+from astro_nn_restore.latent import CutoutStack, cutout_normalization
+from astro_nn_restore.models import build_model
+from astro_nn_restore.models.autoencoder import CutoutAutoencoder
+from astro_nn_restore.train.__main__ import main as train_main
+
+TINY = dict(size=32, latent_dim=4, channels=(4, 8))
+
+
+def _save(module, path):
+    card = {"task": "autoencoder", "architecture": "CutoutAutoencoder",
+            "arguments": {k: list(v) if isinstance(v, tuple) else v
+                          for k, v in module.config.items()}}
+    save_model(module, path, card)
+    return str(path.with_suffix(".safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    return _save(CutoutAutoencoder(**TINY), tmp_path_factory.mktemp("ae") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def sky():
+    return simulate_sky((128, 128), seed=11, n_stars=8, n_galaxies=3)
+
+
+def _zero_decoder_model():
+    """An autoencoder whose decoder always returns 0 (the background)."""
+    module = CutoutAutoencoder(**TINY)
+    torch.nn.init.zeros_(module.decoder.head.weight)
+    torch.nn.init.zeros_(module.decoder.head.bias)
+    return module
+
+
+# ------------------------------------------------------------------- model
+
+
+def test_decoder_sees_only_the_latent():
+    torch.manual_seed(1)
+    module = CutoutAutoencoder(**TINY).eval()
+    assert list(inspect.signature(module.decoder.forward).parameters) == ["z"]
+    a, b = torch.randn(2, 1, 1, 32, 32)
+    with torch.no_grad():
+        z_a = module.encode(a)
+        out_a = module(a)
+        # force b's latent to be a's: with any skip connection b's features would leak through
+        handle = module.encoder.register_forward_hook(lambda mod, inputs, output: z_a)
+        out_b = module(b)
+        handle.remove()
+        assert not torch.equal(module(b), out_a)
+    assert torch.equal(out_a, out_b)
+
+
+@pytest.mark.parametrize("latent_dim", [8, 16, 32])
+def test_latent_sizes(latent_dim):
+    module = build_model("CutoutAutoencoder", size=32, latent_dim=latent_dim, channels=(4, 8, 8))
+    z = module.encode(torch.zeros(2, 1, 32, 32))
+    assert z.shape == (2, latent_dim)
+    assert module.decode(z).shape == (2, 1, 32, 32)
+
+
+def test_size_must_fit_levels():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        CutoutAutoencoder(size=30, channels=(4, 8, 8))
+
+
+# ----------------------------------------------------------------- cutouts
+
+
+def test_cutouts_from_positions_table_and_skycoord(sky):
+    table = sky.sources[:4]
+    by_array = make_cutouts(sky.noisy, positions=np.column_stack([table["x"], table["y"]]))
+    by_table = make_cutouts(sky.noisy, positions=table)
+    renamed = Table({"x_centroid": table["x"], "y_centroid": table["y"]})
+    by_catalog = make_cutouts(sky.noisy, positions=renamed)
+    coords = sky.noisy.wcs.pixel_to_world(table["x"], table["y"])
+    by_sky = make_cutouts(sky.noisy, positions=coords)
+    for stack in (by_table, by_catalog, by_sky):
+        np.testing.assert_allclose(stack.positions, by_array.positions, atol=1e-6)
+        np.testing.assert_array_equal(stack.data, by_array.data)
+    assert by_array.data.shape == (4, 32, 32)
+    assert by_array.unit == u.electron
+
+
+def test_each_cutout_keeps_its_wcs(sky):
+    central = (np.abs(sky.sources["x"] - 64) < 40) & (np.abs(sky.sources["y"] - 64) < 40)
+    inside = sky.sources[central]
+    stack = make_cutouts(sky.noisy, positions=inside)
+    assert len(stack) >= 2
+    for (x, y), wcs, data in zip(stack.positions, stack.wcs, stack.data, strict=True):
+        cx, cy = wcs.world_to_pixel(sky.noisy.wcs.pixel_to_world(x, y))
+        x0, y0 = round(float(x - cx)), round(float(y - cy))  # the cutout's origin in the parent
+        assert x - cx == pytest.approx(x0, abs=1e-6) and y - cy == pytest.approx(y0, abs=1e-6)
+        # the cutout's WCS matches its pixels: they are the parent's at that origin
+        parent = sky.noisy.data[y0:y0 + 32, x0:x0 + 32].astype(np.float32)
+        np.testing.assert_array_equal(data, parent)
+
+
+def test_detection_finds_bright_sources(sky):
+    stack = make_cutouts(sky.noisy, threshold=5)
+    true_xy = np.column_stack([sky.sources["x"], sky.sources["y"]])
+    distance = np.hypot(*(stack.positions[:, None] - true_xy[None]).transpose(2, 0, 1)).min(1)
+    assert len(stack) >= 4  # the 3 galaxies and the one star above 5 sigma
+    assert np.max(distance) < 1.5
+    assert len(make_cutouts(sky.noisy, max_sources=2)) == 2
+
+
+def test_normalization_is_stored_per_cutout(rng):
+    stack = 250 + rng.normal(0, 4, (3, 32, 32))
+    stack[:, 16, 16] += [40, 400, 4000]
+    norm = cutout_normalization(stack)
+    np.testing.assert_allclose(norm.background, 250, atol=1.5)
+    np.testing.assert_allclose(norm.noise, 4, rtol=0.2)
+    np.testing.assert_allclose(norm.scale, [40, 400, 4000], rtol=0.1, atol=10)
+    np.testing.assert_allclose(norm.inverse(norm.forward(stack)), stack, rtol=1e-6)
+
+
+def test_edge_cutout_is_masked_and_input_unchanged(sky):
+    image = sky.noisy.data.copy()
+    stack = make_cutouts(sky.noisy, positions=[[2.0, 3.0]])
+    assert stack.mask[0, 0, 0] and not stack.mask[0, 20, 20]
+    assert np.isnan(stack.data[0, 0, 0])
+    assert np.isfinite(stack.normalization.background).all()
+    np.testing.assert_array_equal(sky.noisy.data, image)
+
+
+def test_bad_positions():
+    image = np.zeros((64, 64))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        make_cutouts(image, positions=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="celestial WCS"):
+        make_cutouts(image, positions=simulate_sky((32, 32), seed=0).noisy.wcs.pixel_to_world(
+            [1], [1]))
+    with pytest.raises(ValueError, match="column pairs"):
+        make_cutouts(image, positions=Table({"a": [1.0], "b": [2.0]}))
+
+
+# ----------------------------------------------------------- encode/decode
+
+
+def test_encode_shapes(tiny_model, sky):
+    stack = make_cutouts(sky.noisy, max_sources=3)
+    z_stack = encode_latent(stack, model=tiny_model)
+    assert z_stack.shape == (3, 4) and z_stack.dtype == np.float32
+    single = encode_latent(stack.data[0], model=tiny_model)
+    assert single.shape == (4,)
+    np.testing.assert_allclose(single, z_stack[0], atol=1e-5)
+    np.testing.assert_allclose(encode_latent(stack.data, model=tiny_model), z_stack, atol=1e-5)
+    whole = encode_latent(sky.noisy, model=tiny_model)
+    assert whole.shape == (len(make_cutouts(sky.noisy)), 4)
+
+
+def test_encode_single_ccddata_cutout(tiny_model, sky):
+    stack = make_cutouts(sky.noisy, max_sources=1)
+    cutout = CCDData(stack.data[0], unit="electron", wcs=stack.wcs[0])
+    assert encode_latent(cutout, model=tiny_model).shape == (4,)
+
+
+def test_decode_in_physical_units(tiny_model, sky):
+    stack = make_cutouts(sky.noisy, positions=sky.sources[:3])
+    z = encode_latent(stack, model=tiny_model)
+    normalised = decode_latent(z, model=tiny_model)
+    physical = decode_latent(z, model=tiny_model, normalization=stack)
+    assert physical.shape == stack.data.shape
+    norm = stack.normalization
+    np.testing.assert_allclose(physical, normalised * norm.scale[:, None, None]
+                               + norm.background[:, None, None], rtol=1e-5)
+    assert decode_latent(z[0], model=tiny_model).shape == (32, 32)
+    with pytest.raises(ValueError, match="normalisations"):
+        decode_latent(z, model=tiny_model, normalization=stack[:2])
+    with pytest.raises(ValueError, match="latent_dim 4"):
+        decode_latent(np.zeros((2, 5)), model=tiny_model)
+
+
+def test_bad_inputs(tiny_model):
+    with pytest.raises(ValueError, match=r"\(N, 32, 32\)"):
+        encode_latent(np.zeros((2, 16, 16)), model=tiny_model)
+    with pytest.raises(TypeError, match="numeric"):
+        encode_latent(np.zeros((2, 32, 32), dtype=str), model=tiny_model)
+
+
+@pytest.mark.skipif(bool(available_models("autoencoder")), reason="default weights exist")
+def test_default_model_missing_is_clear():
+    with pytest.raises(ModelLoadError, match="no model 'default'"):
+        encode_latent(np.zeros((32, 32)))
+
+
+# ----------------------------------------------------------- anomaly score
+
+
+def test_anomaly_score_is_in_noise_units(rng):
+    module = _zero_decoder_model()
+    noise = 100 + 5 * rng.standard_normal((20, 32, 32))
+    scores = anomaly_score(noise, model=module, model_error=0.0)
+    # the decoder returns the background, so the score is the rms of the noise in sigma
+    np.testing.assert_allclose(np.median(scores), 1.0, atol=0.1)
+    hit = noise.copy()
+    hit[:, 10, 10:13] += 200
+    assert (anomaly_score(hit, model=module, model_error=0.0) > 2 * scores).all()
+    assert isinstance(anomaly_score(noise[0], model=module), float)
+
+
+def test_anomaly_score_ignores_masked_pixels(rng):
+    module = _zero_decoder_model()
+    stack = make_cutouts(100 + 5 * rng.standard_normal((64, 64)), positions=[[32, 32]])
+    clean_score = anomaly_score(stack, model=module)
+    stack.data[0, 5, 5] = 1e6
+    stack.mask[0, 5, 5] = True
+    # one pixel fewer in the mean, the 1e6 outlier ignored
+    assert anomaly_score(stack, model=module)[0] == pytest.approx(clean_score[0], rel=2e-3)
+    assert isinstance(stack, CutoutStack)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_task_exports_loadable_model(tmp_path):
+    args = ["autoencoder", "--out", str(tmp_path), "--name", "autoencoder-tiny", "--steps", "3",
+            "--arch", '{"latent_dim": 4, "channels": [4, 8]}', "--n-simulated", "2",
+            "--batch-size", "4", "--threads", "1", "--val-every", "3", "--seed", "2"]
+    assert train_main(args) == 0
+    path = tmp_path / "autoencoder-tiny.safetensors"
+    z = encode_latent(np.zeros((2, 32, 32)) + 1.0, model=str(path))
+    assert z.shape == (2, 4)
+
+
+def test_training_samples_are_normalised_like_inference():
+    from astro_nn_restore.train.autoencoder import SourcePool, make_sample
+
+    pool = SourcePool.build(seed=0, n_simulated=1, use_hdf=False)
+    sample_rng = np.random.default_rng(0)
+    inputs, target = make_sample(pool.cutout(sample_rng, 32), sample_rng)
+    assert inputs.shape == target.shape == (1, 32, 32)
+    assert inputs.max() == pytest.approx(1.0)  # peak scale, as cutout_normalization gives
+    assert abs(float(np.median(target[0, :4]))) < 0.2  # background near 0
