@@ -9,7 +9,13 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from numpy.testing import assert_allclose, assert_array_equal
 
-from astro_nn_restore.deblur import conserve_flux, prepare_psf, psf_stamp, wiener_prefilter
+from astro_nn_restore.deblur import (
+    conserve_flux,
+    estimate_white_noise,
+    prepare_psf,
+    psf_stamp,
+    wiener_prefilter,
+)
 from astro_nn_restore.degrade import blur
 from astro_nn_restore.simulate import psf_gaussian, psf_moffat, simulate_sky
 
@@ -125,6 +131,17 @@ def test_conserve_flux_adds_a_constant_offset():
     out, offset = conserve_flux(raw, ref, good=good)
     assert out[good].sum() == pytest.approx(ref[good].sum())
     assert_allclose(out - raw, offset, atol=1e-9)  # the same constant everywhere
+
+
+def test_white_noise_estimate_ignores_blurred_structure(blurred_sky):
+    image, _, sky = blurred_sky
+    assert estimate_white_noise(image.data) == pytest.approx(8.0, rel=0.05)
+    bad = np.zeros(image.shape, bool)
+    bad[:, :50] = True
+    noisy = image.data.copy()
+    noisy[:, :50] = 1e6  # masked garbage is ignored
+    assert estimate_white_noise(noisy, bad=bad) == pytest.approx(8.0, rel=0.07)
+    assert estimate_white_noise(np.full((20, 20), 3.0)) is None
 
 
 # --------------------------------------------------------------- the network
