@@ -150,8 +150,8 @@ class DeblurUNet(nn.Module):
 
         ``psf`` is a (S, S) tensor or None; the embedding is computed once.
         """
-        with torch.inference_mode():
-            embedding = self.embed(None if psf is None else psf[None], 1).detach().clone()
+        with torch.no_grad():
+            embedding = self.embed(None if psf is None else psf[None], 1).clone()
         return _Conditioned(self, embedding)
 
 
