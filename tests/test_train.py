@@ -23,6 +23,10 @@ def _train_args(out, steps, *extra):
             *TINY, *extra]
 
 
+def _command(out, steps, *extra):
+    return [sys.executable, "-m", "astro_nn_restore.train", *_train_args(out, steps, *extra)]
+
+
 def _weights(out):
     from safetensors.numpy import load_file
 
@@ -49,12 +53,14 @@ def test_train_exports_loadable_model(tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    # every run in a fresh process, as a user runs them: torch settings changed by
+    # other tests in this process must not leak into the comparison
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     steps = 30
-    assert main(_train_args(straight, steps)) == 0
+    subprocess.run(_command(straight, steps), check=True, capture_output=True)
 
-    command = [sys.executable, "-m", "astro_nn_restore.train", *_train_args(killed, steps)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_command(killed, steps), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.safetensors"
     deadline = time.monotonic() + 900  # the machine may be busy
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -64,7 +70,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert checkpoint.exists(), "the run was killed before its first checkpoint"
     assert not (killed / "denoise-tiny.safetensors").exists(), "the run finished before the kill"
 
-    assert main(_train_args(killed, steps, "--resume")) == 0
+    subprocess.run(_command(killed, steps, "--resume"), check=True, capture_output=True)
     a, b = _weights(straight), _weights(killed)
     assert a.keys() == b.keys()
     for key in a:
