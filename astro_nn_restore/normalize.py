@@ -75,8 +75,8 @@ def estimate_normalization(data, *, bad=None, uncertainty=None, sigma=3.0):
         Extra pixels to ignore (for example masked ones).
     uncertainty : ndarray, optional
         Per-pixel standard deviation. When given, its median over good pixels
-        is the scale; otherwise the sigma-clipped standard deviation of the
-        image is.
+        is the scale; otherwise the noise of the image is: the MAD-based
+        standard deviation of its sigma-clipped pixels.
     sigma : float
         Clipping threshold for `~astropy.stats.sigma_clipped_stats`.
 
@@ -97,7 +97,7 @@ def estimate_normalization(data, *, bad=None, uncertainty=None, sigma=3.0):
     >>> image[50, 50] = 1e5  # a star does not move the estimate
     >>> norm = estimate_normalization(image)
     >>> round(norm.background), round(norm.scale, 1)
-    (100, 5.0)
+    (100, 4.9)
     """
     good = np.isfinite(data)
     if bad is not None:
@@ -105,7 +105,8 @@ def estimate_normalization(data, *, bad=None, uncertainty=None, sigma=3.0):
     values = _sample(np.asarray(data)[good])
     if values.size == 0:
         raise ValueError("cannot normalise: the image has no finite, unmasked pixel")
-    _, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=10)
+    # mad_std of the clipped values: unbiased for Gaussian noise, unlike the clipped std
+    _, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=10, stdfunc="mad_std")
     scale = _scale_from_uncertainty(uncertainty, good) if uncertainty is not None else std
     if not np.isfinite(scale) or scale <= 0:
         scale = _fallback_scale(values)
