@@ -235,6 +235,16 @@ def as_std_array(uncertainty, shape, unit):
     return sigma
 
 
+def noise_map(parsed, uncertainty):
+    """Per-pixel sigma: the ``uncertainty`` argument (scalar, array or NDUncertainty)
+    if given, else the input's own uncertainty, else None (the caller estimates it)."""
+    if uncertainty is None:
+        return parsed.uncertainty
+    if np.isscalar(uncertainty):
+        return np.full(parsed.data.shape[:2], float(uncertainty), dtype=np.float32)
+    return as_std_array(uncertainty, parsed.data.shape, parsed.unit)
+
+
 def filled_for_network(parsed, fill_value):
     """Return a copy of the data with bad pixels replaced by ``fill_value``."""
     filled = parsed.data.copy()

@@ -38,8 +38,7 @@ import numpy as np
 
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import filled_for_network, parse_image, repack, restore_bad_pixels
-from .denoise import _noise_map  # the same rule for the noise map as denoising
+from ._nddata import filled_for_network, noise_map, parse_image, repack, restore_bad_pixels
 from .normalize import Normalization, estimate_normalization
 from .registry import load_model
 
@@ -112,7 +111,7 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
         restored, _ = _deblur_plane(luminance, parsed.bad, None, kernel, module, tiling)
         return restore_bad_pixels(parsed, merge_luminance(restored, chroma))
-    sigma = _noise_map(parsed, uncertainty)
+    sigma = noise_map(parsed, uncertainty)
     restored, flux_note = _deblur_plane(parsed.data, parsed.bad, sigma, kernel, module, tiling)
     restore_bad_pixels(parsed, restored)
     return repack(parsed, restored, operation="deblur", model_card=card,

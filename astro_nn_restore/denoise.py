@@ -10,7 +10,7 @@ import numpy as np
 
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import as_std_array, filled_for_network, parse_image, repack, restore_bad_pixels
+from ._nddata import filled_for_network, noise_map, parse_image, repack, restore_bad_pixels
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -62,20 +62,11 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
                   precision=precision)
     if parsed.is_color:
         return _denoise_color(parsed, module, tiling)
-    sigma = _noise_map(parsed, uncertainty)
+    sigma = noise_map(parsed, uncertainty)
     denoised = _denoise_plane(parsed.data, parsed.bad, sigma, module, tiling)
     restore_bad_pixels(parsed, denoised)
     return repack(parsed, denoised, operation="denoise_residual", model_card=card,
                   uncertainty=_output_uncertainty(parsed, sigma, card))
-
-
-def _noise_map(parsed, uncertainty):
-    """Per-pixel sigma from the argument or the input, or None to estimate."""
-    if uncertainty is None:
-        return parsed.uncertainty
-    if np.isscalar(uncertainty):
-        return np.full(parsed.data.shape, float(uncertainty), dtype=np.float32)
-    return as_std_array(uncertainty, parsed.data.shape, parsed.unit)
 
 
 def _denoise_plane(image, bad, sigma, module, tiling):
