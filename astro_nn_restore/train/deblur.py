@@ -51,6 +51,7 @@ from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
 from ..models.deblur import compress as compress_output
 from ..simulate import random_psf, simulate_sky
+from .denoise import noisy_normalised
 from .loop import TrainTask
 from .losses import charbonnier
 
@@ -131,17 +132,7 @@ def make_blurred_sample(clean, rng, *, hide=False, noise_fraction=None,
         clean = clean + ratio * sigma0 * rng.standard_normal(clean.shape)
     blurred = blur(clean, kernel)[crop]
     clean = clean[crop]
-    sigma = np.full(clean.shape, sigma0)
-    if rng.random() < 0.5:  # signal-dependent (Poisson-like) part
-        ratio = np.exp(rng.uniform(np.log(0.1), np.log(10.0)))
-        sigma = np.sqrt(sigma0**2 + ratio * sigma0**2 * np.clip(blurred - lo, 0, None) / span)
-    noisy = blurred + sigma * rng.standard_normal(clean.shape)
-    give_map = rng.random() < 0.7
-    scale = float(np.median(sigma)) if give_map else sigma0
-    background = float(np.median(noisy)) + rng.normal(0, 0.3) * scale
-    x = (noisy - background) / scale
-    s = sigma / scale if give_map else np.ones_like(x)
-    target = (clean - background) / scale
+    x, s, target = noisy_normalised(blurred, clean, sigma0, lo, span, rng)
     if hide:
         prefiltered = [x] * len(wiener_lambdas)
         stamp = np.full((PSF_SIZE, PSF_SIZE), np.nan, np.float32)
@@ -167,10 +158,7 @@ class DeblurTask(TrainTask):
         self.lambdas = tuple(self.arguments["wiener_lambdas"])
         n = config.extra.get("n_simulated", 96)
         self.simulated = ImagePool(simulated_pool(config.seed, n))
-        real = [hubble_deep_field("train")]
-        if config.data is not None:
-            real += ImagePool.build(seed=0, n_simulated=0, use_hdf=False, folder=config.data).images
-        self.real = ImagePool(real)
+        self.real = ImagePool.build(seed=config.seed, n_simulated=0, folder=config.data)
         self._validation = None
 
     def build_model(self):

@@ -46,18 +46,35 @@ def make_noisy_sample(clean, rng, max_fraction):
     span = max(hi - lo, 1e-6)
     fraction = np.exp(rng.uniform(np.log(MIN_FRACTION), np.log(max_fraction)))
     sigma0 = fraction * span
-    sigma = np.full_like(clean, sigma0)
-    if rng.random() < 0.5:  # signal-dependent (Poisson-like) part
+    x, s, target = noisy_normalised(clean, clean, sigma0, lo, span, rng)
+    return np.stack([x, s]).astype(np.float32), target[None].astype(np.float32)
+
+
+def noisy_normalised(observed, clean, sigma0, lo, span, rng):
+    """Add noise to ``observed`` and normalise it the way inference does.
+
+    Gaussian noise ``sigma0``, plus in half of the samples a signal-dependent
+    (Poisson-like) part growing with ``observed - lo`` over ``span``. The
+    scale is the median sigma when the noise map is given (70 %), else
+    ``sigma0`` with a constant map of 1 (what inference uses without an
+    uncertainty); the background is the median with a small jitter.
+
+    Returns
+    -------
+    x, s, target : ndarray
+        Noisy input, noise map and ``clean`` in the same normalised units.
+    """
+    sigma = np.full(observed.shape, sigma0)
+    if rng.random() < 0.5:
         ratio = np.exp(rng.uniform(np.log(0.1), np.log(10.0)))
-        sigma = np.sqrt(sigma0**2 + ratio * sigma0**2 * np.clip(clean - lo, 0, None) / span)
-    noisy = clean + sigma * rng.standard_normal(clean.shape).astype(np.float32)
+        sigma = np.sqrt(sigma0**2 + ratio * sigma0**2 * np.clip(observed - lo, 0, None) / span)
+    noisy = observed + sigma * rng.standard_normal(observed.shape)
     give_map = rng.random() < 0.7
     scale = float(np.median(sigma)) if give_map else sigma0
     background = float(np.median(noisy)) + rng.normal(0, 0.3) * scale
     x = (noisy - background) / scale
-    s = sigma / scale if give_map else np.ones_like(clean)
-    target = (clean - background) / scale
-    return np.stack([x, s]).astype(np.float32), target[None].astype(np.float32)
+    s = sigma / scale if give_map else np.ones_like(x)
+    return x, s, (clean - background) / scale
 
 
 class DenoiseTask(TrainTask):
