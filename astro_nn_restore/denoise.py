@@ -35,8 +35,9 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         Unit for inputs that carry none (bare arrays, headers without BUNIT).
     tile_size, overlap, batch_size : int
         Tiled inference settings (see `~astro_nn_restore.tiling.tiled_apply`).
-    progress : bool
-        Show a progress bar over tiles.
+    progress : bool or callable
+        Show a progress bar over tiles, or call ``progress(done, total)``
+        before each batch of tiles (an exception it raises cancels the run).
     precision : {'auto', 'bf16', 'fp32'}
         ``'auto'`` uses bf16 autocast where the CPU supports it natively.
 

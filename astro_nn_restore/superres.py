@@ -78,8 +78,9 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
         Tile edge and overlap, in input pixels.
     batch_size : int
         Tiles per network call.
-    progress : bool
-        Show a progress bar over tiles.
+    progress : bool or callable
+        Show a progress bar over tiles, or call ``progress(done, total)``
+        before each batch of tiles (an exception it raises cancels the run).
     precision : {'auto', 'bf16', 'fp32'}
         ``'auto'`` uses bf16 autocast where the CPU supports it natively.
 
