@@ -9,9 +9,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from astro_nn_restore.registry import load_model
 from astro_nn_restore.train.__main__ import build_parser, main
+from astro_nn_restore.train.loop import TrainConfig, TrainTask, fit
 
 TINY = ["--arch", json.dumps({"channels": [8, 16], "blocks": 1, "dilations": [2]}),
         "--n-simulated", "2", "--batch-size", "2", "--patch-size", "32", "--threads", "1",
@@ -83,3 +86,54 @@ def test_checkpoint_is_written_atomically(tmp_path):
     main(_train_args(tmp_path, 2))
     leftovers = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     assert leftovers == []
+
+
+class _OvershootTask(TrainTask):
+    """One weight pushed steadily upwards; validation is best when it is near 0.05.
+
+    With Adam at lr 0.01 the weight passes 0.05 after about five steps and then
+    keeps rising, so validation gets worse: the exported weight must be the
+    best one, not the last.
+    """
+
+    task = "denoise"
+
+    def build_model(self):
+        model = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.zeros_(model.weight)
+        model.config = {}
+        return model
+
+    def batch(self, step, rng):
+        return torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+
+    def loss(self, prediction, target, step):
+        if step is None:  # validation: squared distance of the weight from 0.05
+            return (prediction.mean() - 0.05) ** 2
+        return -prediction.mean()
+
+    def validation_batches(self):
+        return [(torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))]
+
+    def card(self, model):
+        return {}
+
+    def optimizer(self, model):
+        return torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize("export_best", [True, False])
+def test_export_takes_best_validation_weights(tmp_path, export_best):
+    config = TrainConfig(out=str(tmp_path), steps=20, val_every=1, patience=100,
+                         precision="fp32", name="overshoot")
+    task = _OvershootTask(config)
+    task.export_best = export_best
+    card = fit(task, config)
+    weight = float(load_file(tmp_path / "overshoot.safetensors")["weight"].ravel()[0])
+    if export_best:
+        assert 0.03 < weight < 0.07
+        assert card["validation"]["step"] == 5
+    else:
+        assert weight > 0.09
+        assert card["validation"]["step"] == 20
+    assert card["training"]["steps"] == 20

@@ -145,6 +145,7 @@ def gradient_penalty(critic, real, fake, rng):
 
 class ColorizeTask(TrainTask):
     task = "colorize"
+    export_best = False  # validation is the L1 error, which the GAN phase does not lower
 
     def __init__(self, config):
         super().__init__(config)

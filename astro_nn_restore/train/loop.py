@@ -5,7 +5,11 @@ given step, compute the loss and score validation. The loop does the rest:
 optimiser, learning-rate schedule (ReduceLROnPlateau on the validation loss),
 gradient clipping, early stopping, bf16 autocast, a tqdm bar, a metrics CSV,
 atomic checkpoints every ``checkpoint_every`` steps and exact resume, and the
-export to the registry format at the end.
+export to the registry format at the end. The exported weights are those of the
+best validation (``best.safetensors``, kept beside the checkpoint), so a run
+that degrades late, or diverges, still ships its best model; a task whose
+validation loss does not measure what its last phase optimises (a GAN) sets
+``export_best = False`` and exports the final weights.
 
 Resume is exact because every batch is drawn from a generator seeded by
 ``(seed, step)``: nothing about the data stream has to be saved, only the
@@ -63,6 +67,8 @@ class TrainTask:
     """
 
     task = "base"
+    #: Export the best-validation weights (True) or the final ones (False).
+    export_best = True
 
     def __init__(self, config):
         self.config = config
@@ -185,6 +191,8 @@ def fit(task, config):
         state["commands"].append(config.command)
     log = _MetricsLog(out / "metrics.csv", state["step"])
     _train(task, config, model, optimizer, scheduler, state, log, checkpoint)
+    if task.export_best:
+        _load_best(model, out, state)
     return _export(task, config, model, state, out)
 
 
@@ -210,6 +218,8 @@ def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
         stop = _maybe_validate(task, config, model, scheduler, state, log, running, optimizer)
+        if state.get("best_step") == state["step"]:
+            _save_best(model, checkpoint.parent)
         out_of_time = config.max_minutes is not None and state["minutes"] >= config.max_minutes
         if state["step"] % config.checkpoint_every == 0 or stop or out_of_time:
             save_checkpoint(checkpoint, model, optimizer, scheduler, state)
@@ -231,9 +241,28 @@ def _maybe_validate(task, config, model, scheduler, state, log, running, optimiz
     state["last_val"] = {"loss": val_loss, "psnr": val_psnr, "ssim": val_ssim}
     if val_loss < state["best_val"] - 1e-6:
         state["best_val"], state["bad_epochs"] = val_loss, 0
+        state["best_step"], state["best_metrics"] = step, state["last_val"]
     else:
         state["bad_epochs"] += 1
     return state["bad_epochs"] >= config.patience
+
+
+def _save_best(model, out):
+    """Write the model weights alone to ``out/best.safetensors`` (atomically)."""
+    from safetensors.torch import save_file
+
+    tmp = out / "best.safetensors.tmp"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(out / "best.safetensors")
+
+
+def _load_best(model, out, state):
+    """Load the best-validation weights into ``model`` (if a validation has run)."""
+    from safetensors.torch import load_file
+
+    best = out / "best.safetensors"
+    if "best_step" in state and best.exists():
+        model.load_state_dict(load_file(best))
 
 
 def _export(task, config, model, state, out):
@@ -254,10 +283,17 @@ def _export(task, config, model, state, out):
             "minutes": round(state["minutes"], 1),
             "data": config.data or "simulated skies + Hubble Deep Field (training part)",
         },
-        "validation": state.get("last_val", {}),
+        "validation": _exported_validation(task, state),
     }
     card.update(task.calibrate(model))
     return save_model(module, out / f"{name}.safetensors", card)
+
+
+def _exported_validation(task, state):
+    """Validation metrics of the exported weights (and the step they are from)."""
+    if task.export_best and "best_step" in state:
+        return {**state["best_metrics"], "step": state["best_step"]}
+    return {**state.get("last_val", {}), "step": state["step"]}
 
 
 def architecture_card(module):
