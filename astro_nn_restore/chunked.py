@@ -31,8 +31,10 @@ For translation-equivariant networks (stride-1 convolutions) whose
 receptive field fits in ``overlap / 4`` the chunked result equals the
 in-memory one to float precision. Networks with strided layers (the U-Nets
 with ``space_to_depth``) are equivariant only to shifts by their
-``size_multiple``; chunk edges are kept on that grid, and the remaining
-difference is of the size of the differences between overlapping tiles.
+``size_multiple``; chunk edges move their tiles, and the result changes as
+much as with another tile size, no more (measured with the shipped denoiser,
+160x144 image, 64-pixel tiles: RMS 0.013 sigma and at most 0.21 sigma for
+48-pixel chunks; 0.022 and 0.13 sigma for 96-pixel tiles in memory).
 """
 
 import mmap
@@ -238,8 +240,9 @@ def _measured_radius(module, in_channels, size, multiple, scale, torch):
     lo = (size // 2 // multiple) * multiple  # block [lo, lo + multiple) of input pixels
     with torch.enable_grad():
         y = module.eval()(x)
-        block = slice(lo * scale, (lo + multiple) * scale)
-        y[..., block, block].sum().backward()
+        block = y[..., lo * scale : (lo + multiple) * scale, lo * scale : (lo + multiple) * scale]
+        # random weights: a plain sum can cancel (super-resolution keeps block sums exactly)
+        (block * torch.rand(block.shape, generator=generator)).sum().backward()
     depends = (x.grad[0].abs().sum(0) > 0).numpy()
     rows, cols = np.nonzero(depends.any(axis=1))[0], np.nonzero(depends.any(axis=0))[0]
     if rows.size == 0:
@@ -357,6 +360,13 @@ def nearest(array, factor):
     chunks = tuple(tuple(c * factor for c in axis) for axis in array.chunks)
     return array.map_blocks(lambda b: np.repeat(np.repeat(b, factor, 0), factor, 1),
                             chunks=chunks, dtype=array.dtype)
+
+
+def broadcast_planes(array, n):
+    """A lazy (n, ny, nx) stack of one 2-D dask array."""
+    import dask.array as da
+
+    return da.stack([array] * n)
 
 
 # ------------------------------------------------------------------ output
