@@ -233,7 +233,7 @@ def _batch_options(args):
     """Tiling options, and the operation's own options that were given."""
     options = dict(model=args.model, tile_size=args.tile_size, overlap=args.overlap,
                    batch_size=args.batch_size)
-    for flags, kwargs in OPERATIONS[args.operation][1]:
+    for flags, _ in OPERATIONS[args.operation][1]:
         dest = flags[0].lstrip("-").replace("-", "_")
         if getattr(args, dest) is not None:
             options[dest] = getattr(args, dest)

@@ -7,7 +7,6 @@ from astropy.nddata import CCDData
 from numpy.testing import assert_allclose, assert_array_equal
 
 from astro_nn_restore import colorize, deblur, denoise_residual, make_cutouts, super_resolve
-from astro_nn_restore.degrade import blur
 from astro_nn_restore.simulate import psf_moffat, simulate_sky
 
 torch = pytest.importorskip("torch")
