@@ -7,8 +7,11 @@ The image operations (`~astro_nn_restore.denoise_residual`,
 * the image is a dask array (bare, in an ``(array, WCS or Header)`` tuple, or
   as the ``data`` of an `~astropy.nddata.NDData`/`~astropy.nddata.CCDData`),
 * or it is a FITS HDU/HDUList whose data are memory-mapped (what
-  ``fits.open(path)`` gives for uncompressed, unscaled images),
+  ``fits.open(path)`` gives for uncompressed, unscaled images) and dask is
+  installed,
 * or ``out=`` is given (then a path is opened memory-mapped too).
+
+An image that fits in one chunk is processed exactly as in memory.
 
 How it works:
 
@@ -37,6 +40,7 @@ much as with another tile size, no more (measured with the shipped denoiser,
 48-pixel chunks; 0.022 and 0.13 sigma for 96-pixel tiles in memory).
 """
 
+import importlib.util
 import mmap
 import os
 import uuid
@@ -96,17 +100,27 @@ def _is_memory_mapped(array):
 def _array_of(data):
     if isinstance(data, NDData):
         return data.data
-    if isinstance(data, fits.HDUList):
-        return _nddata._first_image_hdu(data).data
-    if isinstance(data, (fits.PrimaryHDU, fits.ImageHDU)):
-        return data.data
     if isinstance(data, tuple) and len(data) == 2:
         return data[0]
     return data
 
 
+def _hdu_of(data):
+    if isinstance(data, fits.HDUList):
+        return _nddata._first_image_hdu(data)
+    return data if isinstance(data, (fits.PrimaryHDU, fits.ImageHDU)) else None
+
+
+def _have_dask():
+    return importlib.util.find_spec("dask") is not None
+
+
 def is_chunked_input(data, out=None):
-    """Whether an operation takes the chunked path for ``data`` (see the module docstring).
+    """Whether an operation takes the chunked path for ``data``.
+
+    True for dask-backed inputs, for FITS HDUs (or HDULists) whose data are
+    memory-mapped when dask is installed (otherwise they are read into
+    memory as before), and whenever ``out`` is given.
 
     Examples
     --------
@@ -116,13 +130,18 @@ def is_chunked_input(data, out=None):
     """
     if out is not None:
         return True
-    array = _array_of(data)
-    return array is not None and (_is_dask(array) or _is_memory_mapped(array))
+    if _is_dask(_array_of(data)):
+        return True
+    hdu = _hdu_of(data)
+    return hdu is not None and _is_memory_mapped(hdu.data) and _have_dask()
 
 
 @contextmanager
 def open_lazy(data, *, unit=None, chunks=DEFAULT_CHUNK):
     """Yield a `LazyImage` of a 2-D input; a path is opened memory-mapped meanwhile."""
+    if not _have_dask():
+        raise ImportError("chunked processing (dask input, out=) needs dask: "
+                          "pip install 'dask[array]'")
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
             raise FileNotFoundError(f"no such FITS file: {data}")
@@ -253,8 +272,11 @@ def _measured_radius(module, in_channels, size, multiple, scale, torch):
     return int(max(lo - rows[0], rows[-1] - hi, lo - cols[0], cols[-1] - hi, 0))
 
 
-def overlap_depth(module, in_channels, *, tile_size, extra=0, scale=1):
+def overlap_depth(module, in_channels, *, tile_size, extra=0, scale=1, image=None):
     """Chunk overlap for ``module``: its receptive radius (at most half a tile) + ``extra``.
+
+    0 when ``image`` (a dask array) is a single chunk: nothing to overlap, and
+    the radius is not measured.
 
     The network never sees more than one tile, so in the in-memory path no
     output pixel depends on pixels more than ``tile_size / 2`` away from the
@@ -271,6 +293,8 @@ def overlap_depth(module, in_channels, *, tile_size, extra=0, scale=1):
     >>> overlap_depth(nn.Conv2d(1, 1, 5, padding=2), 1, tile_size=256)
     2
     """
+    if image is not None and max(image.numblocks) == 1:
+        return 0
     multiple = int(getattr(module, "size_multiple", 1))
     radius = receptive_radius(module, in_channels, scale=scale, max_radius=tile_size // 2)
     return int(np.ceil((radius + int(extra)) / multiple) * multiple)

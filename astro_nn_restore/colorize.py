@@ -139,7 +139,7 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, tiling, out, 
     """Dask/memmap input: stretch limits from the whole image, chunks coloured."""
     with chunked.open_lazy(data, unit=unit) as image:
         limits = lightness_limits(image.data, interval, bad=image.bad)
-        depth = chunked.overlap_depth(module, 1, tile_size=tiling["tile_size"])
+        depth = chunked.overlap_depth(module, 1, tile_size=tiling["tile_size"], image=image.data)
         block = partial(_colorize_block, limits=limits, stretch=stretch, module=module,
                         tiling=tiling)
         rgb = chunked.map_chunks(block, [image.data, image.bad], depth=depth, leading=3)

@@ -188,7 +188,7 @@ def _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out, 
         network, lambdas = _conditioned(module, kernel)
         extra = 0 if kernel is None else max(wiener_radius(kernel, lam) for lam in lambdas)
         depth = chunked.overlap_depth(network, network.net.in_channels, extra=extra,
-                                       tile_size=tiling["tile_size"])
+                                       tile_size=tiling["tile_size"], image=image.data)
         block = partial(_deblur_block, norm=norm, kernel=kernel, module=module, tiling=tiling)
         arrays = [image.data, image.bad] + ([] if sigma is None else [sigma])
         result = chunked.map_chunks(block, arrays, depth=depth)

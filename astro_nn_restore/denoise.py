@@ -106,7 +106,7 @@ def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwri
     with chunked.open_lazy(data, unit=unit) as image:
         sigma = chunked.noise_map(image, uncertainty)
         norm = estimate_normalization(image.data, bad=image.bad, uncertainty=sigma)
-        depth = chunked.overlap_depth(module, 2, tile_size=tiling["tile_size"])
+        depth = chunked.overlap_depth(module, 2, tile_size=tiling["tile_size"], image=image.data)
         arrays = [image.data, image.bad] + ([] if sigma is None else [sigma])
         block = partial(_denoise_block, norm=norm, module=module, tiling=tiling)
         result = chunked.map_chunks(block, arrays, depth=depth)

@@ -165,7 +165,8 @@ def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flu
         conserve = flux_policy(image.unit, flux_conserving)
         norm = estimate_normalization(image.data, bad=image.bad, uncertainty=image.uncertainty)
         own = _factor_of(module)
-        radius = chunked.overlap_depth(module, 1, scale=own, tile_size=tiling["tile_size"])
+        radius = chunked.overlap_depth(module, 1, scale=own, tile_size=tiling["tile_size"],
+                                        image=image.data)
         depth = sum(int(np.ceil(radius / own**i)) for i in range(passes))  # later passes: finer
         block = partial(_upsample_block, norm=norm, module=module, passes=passes, tiling=tiling,
                         conserve=conserve)
