@@ -474,8 +474,9 @@ def write_fits(path, arrays, headers, *, overwrite=False, correct=None):
     The file is pre-allocated (headers, then zero-filled padded data) under a
     temporary name beside ``path``, each array is stored into a memory map of
     its HDU with `dask.array.store`, and the file is renamed to ``path`` only
-    once complete, so an interrupted run leaves no partial output. Never
-    more than one chunk of each array is in memory.
+    once complete, so an interrupted run leaves no partial output. Chunks are
+    computed one after another, so only a few of them (a chunk and the
+    margins of its neighbours) are in memory at a time.
 
     Parameters
     ----------
