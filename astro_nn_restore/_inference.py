@@ -1,7 +1,13 @@
 """Run a network over a normalised image, tile by tile, on the CPU.
 
-The fast path (bf16 autocast + channels_last) is the default where the CPU
-supports bf16 natively; ``precision="fp32"`` turns it off.
+The fast path (bf16 autocast + channels_last, under `torch.inference_mode`)
+is the default where the CPU supports bf16 natively; ``precision="fp32"``
+turns it off.
+
+``torch.compile`` is not used: measured on this 2-core AVX-512 machine (1
+thread, shipped denoiser, batches of 4 tiles of 256², torch 2.13, other jobs
+running) it took 152 s to compile and then ran a batch in 0.75 s against
+0.40 s eager in bf16 (fp32 eager: 1.05 s).
 """
 
 import numpy as np

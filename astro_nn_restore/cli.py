@@ -10,6 +10,11 @@ Simulate a small sky, denoise it and write FITS files and a before/after PNG::
 
     astro-nn-restore demo --output demo/ --size 256
 
+Denoise every FITS file of a folder (files already done are skipped), here on
+a dask.distributed scheduler::
+
+    astro-nn-restore batch denoise raw/ -o denoised/ --scheduler tcp://host:8786
+
 Each restoration command is one entry of `OPERATIONS`: a new operation is
 added by one line (its import path and any options of its own), for example
 ``"super-resolve": ("astro_nn_restore.super_resolve", (_FACTOR,))``.
@@ -91,12 +96,32 @@ def _add_operation(subparsers, name, import_path, extra_options):
     parser.set_defaults(handler=_run_operation, import_path=import_path, extra=extra)
 
 
+def _add_batch(subparsers):
+    parser = subparsers.add_parser("batch", help="run an operation on every FITS file of a "
+                                   "folder (skips files already done)")
+    parser.add_argument("operation", choices=list(OPERATIONS), help="operation to run")
+    parser.add_argument("input", help="input folder")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--pattern", default="*.fits", help="input files (default: %(default)s)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="dask.distributed scheduler address (default: run locally)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_tiling_options(parser)
+    own = {}
+    for _, extra_options in OPERATIONS.values():
+        for flags, kwargs in extra_options:
+            if flags not in own:
+                own[flags] = parser.add_argument(*flags, **{**kwargs, "default": None}).dest
+    parser.set_defaults(handler=_run_batch)
+
+
 def build_parser():
-    """The argument parser (one subcommand per entry of `OPERATIONS`, plus ``demo``)."""
+    """The argument parser (one subcommand per entry of `OPERATIONS`, ``batch`` and ``demo``)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (import_path, extra_options) in OPERATIONS.items():
         _add_operation(subparsers, name, import_path, extra_options)
+    _add_batch(subparsers)
     demo = subparsers.add_parser("demo", help="denoise a simulated sky; write FITS and a PNG")
     demo.add_argument("--output", default=".", help="output folder (default: current folder)")
     demo.add_argument("--size", type=_positive_int, default=256, help="image edge in pixels")
@@ -179,6 +204,48 @@ def _run_operation(args):
     _write(result, args.output, args.overwrite)
     print(f"wrote {args.output}")
     return 0
+
+
+def _run_batch(args):
+    from ccdproc import ImageFileCollection
+
+    from .batch import process_files
+
+    if not Path(args.input).is_dir():
+        raise UserError(f"input folder {args.input} not found")
+    collection = ImageFileCollection(args.input, glob_include=args.pattern)
+    options = _batch_options(args)
+    client = None if args.scheduler is None else _client(args.scheduler)
+    try:
+        table = process_files(collection, args.operation, args.output, overwrite=args.overwrite,
+                              client=client, **options)
+    finally:
+        if client is not None:
+            client.close()
+    for row in table:
+        print(f"{row['status']:8s} {row['input']} -> {row['output']} {row['message']}".rstrip())
+    counts = {s: int((table["status"] == s).sum()) for s in ("done", "skipped", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if counts["failed"] else 0
+
+
+def _batch_options(args):
+    """Tiling options, and the operation's own options that were given."""
+    options = dict(model=args.model, tile_size=args.tile_size, overlap=args.overlap,
+                   batch_size=args.batch_size)
+    for flags, _ in OPERATIONS[args.operation][1]:
+        dest = flags[0].lstrip("-").replace("-", "_")
+        if getattr(args, dest) is not None:
+            options[dest] = getattr(args, dest)
+    return options
+
+
+def _client(address):
+    try:
+        from distributed import Client
+    except ImportError as err:
+        raise UserError("--scheduler needs dask.distributed: pip install distributed") from err
+    return Client(address)
 
 
 def _run_demo(args):

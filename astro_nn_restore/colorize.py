@@ -18,11 +18,15 @@ pixels. `compose_rgb` therefore shrinks the chroma of each out-of-gamut pixel
 """
 
 
+from functools import partial
+
 import numpy as np
 from astropy import units as u
 
+from . import chunked
 from ._inference import run_network
 from ._nddata import parse_image, repack
+from .normalize import grid_sample, grid_step
 from .registry import load_model
 from .wcs_utils import add_band_axis
 
@@ -39,7 +43,8 @@ _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
 def colorize(data, *, model="default", stretch=None, interval=None, unit=None, tile_size=256,
-             overlap=32, batch_size=4, progress=False, precision="auto"):
+             overlap=32, batch_size=4, progress=False, precision="auto", out=None,
+             overwrite=False):
     """Add colour to a greyscale astronomical image.
 
     Parameters
@@ -53,12 +58,20 @@ def colorize(data, *, model="default", stretch=None, interval=None, unit=None, t
         Default ``AsinhStretch(a=0.1)``.
     interval : `~astropy.visualization.BaseInterval`, optional
         Default ``PercentileInterval(99.5)``. Limits are computed on the
-        finite, unmasked pixels of the whole image.
+        finite, unmasked pixels of the whole image (on an evenly strided
+        grid of about a million of them for larger images, see
+        `~astro_nn_restore.normalize.grid_step`).
     unit : unit-like, optional
         Unit for inputs that carry none (only recorded; the output is
         dimensionless).
     tile_size, overlap, batch_size, progress, precision
         Tiled inference settings (see `~astro_nn_restore._inference.run_network`).
+    out : str or PathLike, optional
+        Write the cube to this FITS file chunk by chunk and return it
+        memory-mapped (see `astro_nn_restore.chunked`); dask and
+        memory-mapped inputs are processed in chunks even without it.
+    overwrite : bool
+        Replace an existing ``out`` file.
 
     Returns
     -------
@@ -98,17 +111,41 @@ def colorize(data, *, model="default", stretch=None, interval=None, unit=None, t
     >>> rgb.shape, rgb_image(rgb).shape, rgb.header["ANR_STR"], rgb.wcs.pixel_n_dim
     ((3, 128, 128), (128, 128, 3), 'SqrtStretch', 3)
     """
-    parsed = parse_image(data, allow_color=False, unit=unit)
     stretch, interval = _check_visualization(stretch, interval)
     module, card = load_model(model, task="colorize")
-    lightness, limits = stretched_lightness(parsed.data, stretch=stretch, interval=interval,
-                                            bad=parsed.bad)
-    chroma = run_network(module, (lightness / 100)[None].astype(np.float32), tile_size=tile_size,
-                         overlap=overlap, batch_size=batch_size, progress=progress,
-                         precision=precision, out_channels=2)
+    tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
+                  precision=precision)
+    if chunked.is_chunked_input(data, out):
+        return _colorize_chunked(data, unit, module, card, stretch, interval, tiling, out,
+                                 overwrite)
+    parsed = parse_image(data, allow_color=False, unit=unit)
+    limits = lightness_limits(parsed.data, interval, bad=parsed.bad)
+    rgb = _colorize_block(parsed.data, parsed.bad, limits=limits, stretch=stretch, module=module,
+                          tiling=tiling)
+    return _repack_rgb(parsed, rgb, card, stretch, interval, limits)
+
+
+def _colorize_block(image, bad, *, limits, stretch, module, tiling):
+    """(3, ny, nx) float32 RGB of a block, with the whole image's stretch limits."""
+    lightness = _lightness(image, bad, limits, stretch)
+    chroma = run_network(module, (lightness / 100)[None].astype(np.float32), out_channels=2,
+                         **tiling)
     rgb = np.moveaxis(compose_rgb(lightness, np.moveaxis(chroma, 0, -1)), -1, 0)
-    rgb[:, parsed.nonfinite] = np.nan
-    return _repack_rgb(parsed, rgb.astype(np.float32), card, stretch, interval, limits)
+    rgb[:, ~np.isfinite(image)] = np.nan
+    return rgb.astype(np.float32)
+
+
+def _colorize_chunked(data, unit, module, card, stretch, interval, tiling, out, overwrite):
+    """Dask/memmap input: stretch limits from the whole image, chunks coloured."""
+    with chunked.open_lazy(data, unit=unit) as image:
+        limits = lightness_limits(image.data, interval, bad=image.bad)
+        depth = chunked.overlap_depth(module, 1, tile_size=tiling["tile_size"], image=image.data)
+        block = partial(_colorize_block, limits=limits, stretch=stretch, module=module,
+                        tiling=tiling)
+        rgb = chunked.map_chunks(block, [image.data, image.bad], depth=depth, leading=3)
+        mask = None if image.mask is None else chunked.broadcast_planes(image.mask, 3)
+        return _repack_rgb(image, rgb, card, stretch, interval, limits, mask=mask, out=out,
+                           overwrite=overwrite)
 
 
 def _check_visualization(stretch, interval):
@@ -129,7 +166,8 @@ def stretched_lightness(image, *, stretch, interval, bad=None):
     """Lab lightness ``100 * stretch(interval(image))`` in [0, 100] (float64).
 
     Bad pixels (``bad`` or non-finite) are left out of the interval's limits
-    and set to the lower limit. Returns ``(lightness, (vmin, vmax))``.
+    (`lightness_limits`) and set to the lower limit. Returns
+    ``(lightness, (vmin, vmax))``.
 
     Examples
     --------
@@ -140,14 +178,35 @@ def stretched_lightness(image, *, stretch, interval, bad=None):
     >>> L.tolist(), limits
     ([[0.0, 50.0], [100.0, 0.0]], (0.0, 10.0))
     """
-    image = np.asarray(image, dtype=np.float64)
-    good = np.isfinite(image) if bad is None else np.isfinite(image) & ~bad
+    limits = lightness_limits(image, interval, bad=bad)
+    return _lightness(image, bad, limits, stretch), limits
+
+
+def lightness_limits(image, interval, *, bad=None):
+    """``interval``'s limits on the good pixels (grid-sampled if large; numpy or dask).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.visualization import MinMaxInterval
+    >>> lightness_limits(np.array([[1.0, np.nan], [3.0, 2.0]]), MinMaxInterval())
+    (1.0, 3.0)
+    """
+    step = grid_step(np.shape(image))
+    values = grid_sample(image, step).astype(np.float64)
+    good = np.isfinite(values) if bad is None else np.isfinite(values) & ~grid_sample(bad, step)
     if not good.any():
         raise ValueError("the image has no finite, unmasked pixel to stretch")
-    vmin, vmax = (float(v) for v in interval.get_limits(image[good]))
+    return tuple(float(v) for v in interval.get_limits(values[good]))
+
+
+def _lightness(image, bad, limits, stretch):
+    image = np.asarray(image, dtype=np.float64)
+    good = np.isfinite(image) if bad is None else np.isfinite(image) & ~bad
+    vmin, vmax = limits
     filled = np.where(good, image, vmin)
     scaled = np.clip((filled - vmin) / (vmax - vmin) if vmax > vmin else 0 * filled, 0, 1)
-    return 100 * np.clip(stretch(scaled, clip=True), 0, 1), (vmin, vmax)
+    return 100 * np.clip(stretch(scaled, clip=True), 0, 1)
 
 
 def _linear_rgb(lightness, chroma):
@@ -215,21 +274,28 @@ def compose_rgb(lightness, chroma):
     return lab2rgb(np.concatenate([lightness[..., None], chroma], axis=-1))
 
 
-def _repack_rgb(parsed, rgb, card, stretch, interval, limits):
-    mask = None if parsed.mask is None else np.broadcast_to(parsed.mask, rgb.shape).copy()
+def _repack_rgb(parsed, rgb, card, stretch, interval, limits, *, mask=None, out=None,
+                overwrite=False):
+    if mask is None and parsed.mask is not None:
+        mask = np.broadcast_to(parsed.mask, rgb.shape).copy()
     history = [f"colorize: L = 100 * {type(stretch).__name__}({type(interval).__name__}(data)), "
                f"limits {limits[0]:.6g} .. {limits[1]:.6g} {parsed.unit}"]
     wcs = add_band_axis(parsed.wcs, bands=BANDS)
     if wcs is not None:  # a 2-D WCS without pixel_shape leaves a 2-axis one: CCDData slicing fails
         wcs.pixel_shape = rgb.shape[::-1]
+    keys = {f"BAND{i}": (band, f"plane {i} of the RGB cube")
+            for i, band in enumerate(BANDS, start=1)}
+    keys.update(ANR_STR=(type(stretch).__name__, "colorize stretch to Lab L"),
+                ANR_INT=(type(interval).__name__, "colorize interval"),
+                ANR_VMIN=(limits[0], "interval lower limit (input unit)"),
+                ANR_VMAX=(limits[1], "interval upper limit (input unit)"))
+    if hasattr(rgb, "chunks"):
+        return chunked.finish(parsed, rgb, operation="colorize", model_card=card, out=out,
+                              overwrite=overwrite, wcs=wcs, unit=u.dimensionless_unscaled,
+                              mask=mask, extra_history=history, keys=keys)
     result = repack(parsed, rgb, operation="colorize", model_card=card, wcs=wcs,
                     unit=u.dimensionless_unscaled, mask=mask, extra_history=history)
-    for i, band in enumerate(BANDS, start=1):
-        result.meta[f"BAND{i}"] = (band, f"plane {i} of the RGB cube")
-    result.meta["ANR_STR"] = (type(stretch).__name__, "colorize stretch to Lab L")
-    result.meta["ANR_INT"] = (type(interval).__name__, "colorize interval")
-    result.meta["ANR_VMIN"] = (limits[0], "interval lower limit (input unit)")
-    result.meta["ANR_VMAX"] = (limits[1], "interval upper limit (input unit)")
+    result.meta.update(keys)
     return result
 
 

@@ -33,20 +33,23 @@ produce colour fringes where the channels' artefacts differ.
 """
 
 import os
+from functools import partial
 
 import numpy as np
 
+from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
 from ._nddata import filled_for_network, noise_map, parse_image, repack, restore_bad_pixels
-from .normalize import Normalization, estimate_normalization
+from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
 
-__all__ = ["deblur", "prepare_psf", "psf_stamp", "wiener_prefilter", "conserve_flux",
-           "estimate_white_noise"]
+__all__ = ["deblur", "prepare_psf", "psf_stamp", "wiener_prefilter", "wiener_radius",
+           "conserve_flux", "estimate_white_noise"]
+
 
 def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile_size=256,
-           overlap=32, batch_size=4, progress=False, precision="auto"):
+           overlap=32, batch_size=4, progress=False, precision="auto", out=None, overwrite=False):
     """Sharpen an image blurred by a PSF, keeping its total flux.
 
     Parameters
@@ -76,6 +79,16 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         before each batch of tiles (an exception it raises cancels the run).
     precision : {'auto', 'bf16', 'fp32'}
         ``'auto'`` uses bf16 autocast where the CPU supports it natively.
+    out : str or PathLike, optional
+        Write the result to this FITS file chunk by chunk and return it
+        memory-mapped (see `astro_nn_restore.chunked`); dask and
+        memory-mapped inputs are processed in chunks even without it. The
+        flux correction needs the whole result: it is applied in a second
+        pass over the written file. With a PSF, chunks overlap by the
+        network's receptive field plus `wiener_radius`, so the result agrees
+        with the in-memory one to about 1e-6 of the image's range.
+    overwrite : bool
+        Replace an existing ``out`` file.
 
     Returns
     -------
@@ -103,11 +116,14 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     >>> bool(np.isclose(sharp.data.sum(), blurred.data.sum(), rtol=1e-5))
     True
     """
-    parsed = parse_image(data, allow_color=True, unit=unit)
     module, card = load_model(model, task="deblur")
     kernel = None if psf is None else prepare_psf(psf)
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
+    if chunked.is_chunked_input(data, out):
+        return _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out,
+                               overwrite)
+    parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
         luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
         restored, _ = _deblur_plane(luminance, parsed.bad, None, kernel, module, tiling)
@@ -121,12 +137,31 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
 
 def _deblur_plane(image, bad, sigma, kernel, module, tiling):
     """Deblur one 2-D plane in physical units; return (image, flux note)."""
+    noise = estimate_white_noise(image, bad=bad) if sigma is None else None
+    norm = _normalization(image, bad, sigma, noise)
+    out = _deblur_block(image, bad, sigma, norm=norm, kernel=kernel, module=module,
+                        tiling=tiling)
+    out, offset = conserve_flux(out, _network_input(image, bad, norm), good=~bad)
+    return norm.inverse(out), _flux_note(offset, norm)
+
+
+def _normalization(image, bad, sigma, white_noise):
+    """Sky from clipped statistics; noise from ``sigma`` or else the second differences."""
     norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
-    if sigma is None and (noise := estimate_white_noise(image, bad=bad)) is not None:
-        norm = Normalization(norm.background, noise)  # sky from clipped stats, noise from diffs
+    if sigma is None and white_noise is not None:
+        norm = Normalization(norm.background, white_noise)
+    return norm
+
+
+def _network_input(image, bad, norm):
     filled = image.copy()
     filled[bad] = norm.background
-    x = norm.forward(filled)
+    return norm.forward(filled)
+
+
+def _deblur_block(image, bad, sigma=None, *, norm, kernel, module, tiling):
+    """Network output for a 2-D block, in normalised units, before the flux correction."""
+    x = _network_input(image, bad, norm)
     if sigma is None:
         s = np.ones_like(x)
     else:
@@ -134,10 +169,60 @@ def _deblur_plane(image, bad, sigma, kernel, module, tiling):
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
     network, lambdas = _conditioned(module, kernel)
     prefiltered = [x if kernel is None else wiener_prefilter(x, kernel, lam) for lam in lambdas]
-    out = run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
-    out, offset = conserve_flux(out, x, good=~bad)
-    note = f"deblur: flux kept by adding {offset * norm.scale:.4g} per pixel ({offset:.2g} sigma)"
-    return norm.inverse(out), note
+    return run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
+
+
+def _flux_note(offset, norm):
+    return f"deblur: flux kept by adding {offset * norm.scale:.4g} per pixel ({offset:.2g} sigma)"
+
+
+def _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out, overwrite):
+    """Dask/memmap input: whole-image normalisation, chunked network, flux fixed after."""
+    import dask.array as da
+
+    with chunked.open_lazy(data, unit=unit) as image:
+        sigma = chunked.noise_map(image, uncertainty)
+        differences = da.map_overlap(_second_differences, image.data, image.bad, depth=1,
+                                     boundary="none", dtype=np.float64)
+        norm = _normalization(image.data, image.bad, sigma, _white_noise_from(differences))
+        network, lambdas = _conditioned(module, kernel)
+        extra = 0 if kernel is None else max(wiener_radius(kernel, lam) for lam in lambdas)
+        depth = chunked.overlap_depth(network, network.net.in_channels, extra=extra,
+                                       tile_size=tiling["tile_size"], image=image.data)
+        block = partial(_deblur_block, norm=norm, kernel=kernel, module=module, tiling=tiling)
+        arrays = [image.data, image.bad] + ([] if sigma is None else [sigma])
+        result = chunked.map_chunks(block, arrays, depth=depth)
+        return chunked.finish(image, result, operation="deblur", model_card=card, out=out,
+                              overwrite=overwrite, extra_history=[_psf_note(kernel)],
+                              correct=partial(_correct_in_place, image=image, norm=norm))
+
+
+def _correct_in_place(target, *, image, norm):
+    """Flux offset, denormalisation and NaN of a whole normalised result, chunk by chunk.
+
+    ``target`` is an in-memory array or the output file's memory map; the
+    sums are those of `conserve_flux`. Returns the HISTORY note.
+    """
+    import dask.array as da
+
+    good = ~image.bad
+    x = da.where(good, (image.data.astype(np.float64) - norm.background) / norm.scale, 0.0)
+    result = da.from_array(target, chunks=image.data.chunks, asarray=False)
+    out_sum = da.where(good, result.astype(np.float64), 0.0).sum()
+    total_in, total_out, n_good = chunked.compute(x.astype(np.float32).astype(np.float64).sum(),
+                                                  out_sum, good.sum())
+    offset = (total_in - total_out) / n_good if n_good else 0.0
+    final = da.map_blocks(_finish_block, result, image.data, offset=offset, norm=norm,
+                          dtype=np.float32)
+    da.store(final, target, lock=False, scheduler="synchronous")
+    return [_flux_note(offset, norm)]
+
+
+def _finish_block(out, image, *, offset, norm):
+    final = norm.inverse((out + offset).astype(np.float32))
+    nonfinite = ~np.isfinite(image)
+    final[nonfinite] = image[nonfinite]
+    return final
 
 
 def _conditioned(module, kernel):
@@ -171,6 +256,12 @@ def estimate_white_noise(image, *, bad=None):
     >>> round(float(estimate_white_noise(smooth + rng.normal(0, 3, smooth.shape))), 1)
     3.0
     """
+    return _white_noise_from(_second_differences(image, bad))
+
+
+def _second_differences(image, bad=None):
+    """``[1, -2, 1]`` x ``[1, -2, 1]`` filtered image (float64), NaN where a 3x3
+    neighbourhood has a bad pixel; mirrored at the edges."""
     from scipy.ndimage import binary_dilation, convolve
 
     data = np.asarray(image, dtype=np.float64)
@@ -178,7 +269,14 @@ def estimate_white_noise(image, *, bad=None):
     kernel = np.outer([1.0, -2.0, 1.0], [1.0, -2.0, 1.0])
     filtered = convolve(np.where(usable, data, 0.0), kernel, mode="mirror")
     usable = ~binary_dilation(~usable, np.ones((3, 3), bool), border_value=0)
-    values = filtered[usable][:: max(1, int(usable.sum()) // 2_000_000)]
+    filtered[~usable] = np.nan
+    return filtered
+
+
+def _white_noise_from(filtered):
+    """Robust sigma from second differences (numpy or dask), on a grid of ~2 million."""
+    values = grid_sample(filtered, grid_step(filtered.shape, 2_000_000))
+    values = values[np.isfinite(values)]
     if values.size == 0:
         return None
     sigma = 1.4826 * np.median(np.abs(values - np.median(values))) / 6.0
@@ -327,6 +425,39 @@ def wiener_prefilter(image, kernel, lam):
     gain = np.conj(transfer) / (np.abs(transfer) ** 2 + lam)
     out = fft.irfft2(fft.rfft2(padded, shape, workers=-1) * gain, shape, workers=-1)
     return out[pad_y : pad_y + image.shape[0], pad_x : pad_x + image.shape[1]].astype(np.float32)
+
+
+def wiener_radius(kernel, lam, *, tol=1e-7):
+    """Radius (pixels) outside which `wiener_prefilter`'s spatial kernel is negligible.
+
+    The filter ``H* / (|H|^2 + lam)`` is a convolution with a kernel that
+    decays quickly but has no edge: the radius is the smallest square
+    half-width outside which less than ``tol`` of the kernel's summed
+    absolute weight lies. Chunked deblurring overlaps chunks by this much
+    (plus the network's receptive field), so a chunk's prefilter agrees with
+    the whole-image one to about ``tol`` times the image's range.
+
+    Examples
+    --------
+    >>> from astro_nn_restore.simulate import psf_gaussian
+    >>> wiener_radius(psf_gaussian(3.0), 0.002) < wiener_radius(psf_gaussian(3.0), 1e-5)
+    True
+    """
+    from scipy import fft
+
+    n = fft.next_fast_len(max(256, 16 * max(kernel.shape)))
+    psf = np.zeros((n, n))
+    ky, kx = kernel.shape
+    psf[:ky, :kx] = kernel
+    psf = np.roll(psf, (-(ky // 2), -(kx // 2)), axis=(0, 1))
+    transfer = fft.rfft2(psf)
+    spatial = np.abs(fft.fftshift(fft.irfft2(np.conj(transfer) / (np.abs(transfer) ** 2 + lam),
+                                             (n, n))))
+    y, x = np.indices(spatial.shape) - n // 2
+    distance = np.maximum(np.abs(y), np.abs(x)).ravel()
+    weight = np.bincount(distance, spatial.ravel())
+    outside = 1 - np.cumsum(weight) / weight.sum()
+    return int(np.argmax(outside < tol)) if (outside < tol).any() else n // 2
 
 
 def conserve_flux(output, reference, *, good):

@@ -6,8 +6,11 @@ uncertainty, the input's ``CCDData.uncertainty``, or else a constant equal to
 the image's sigma-clipped standard deviation.
 """
 
+from functools import partial
+
 import numpy as np
 
+from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
 from ._nddata import filled_for_network, noise_map, parse_image, repack, restore_bad_pixels
@@ -18,7 +21,8 @@ __all__ = ["denoise_residual"]
 
 
 def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile_size=256,
-                     overlap=32, batch_size=4, progress=False, precision="auto"):
+                     overlap=32, batch_size=4, progress=False, precision="auto", out=None,
+                     overwrite=False):
     """Remove noise from an image while keeping its photometry.
 
     Parameters
@@ -40,6 +44,13 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         before each batch of tiles (an exception it raises cancels the run).
     precision : {'auto', 'bf16', 'fp32'}
         ``'auto'`` uses bf16 autocast where the CPU supports it natively.
+    out : str or PathLike, optional
+        Write the result to this FITS file chunk by chunk (the image is never
+        whole in memory) and return it memory-mapped; see
+        `astro_nn_restore.chunked`. A dask array or memory-mapped FITS input
+        is processed in chunks even without ``out`` (result in memory).
+    overwrite : bool
+        Replace an existing ``out`` file.
 
     Returns
     -------
@@ -57,22 +68,25 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
     >>> clean.shape, clean.unit == sky.noisy.unit, clean.header["ANR_OP"]
     ((128, 128), True, 'denoise_residual')
     """
-    parsed = parse_image(data, allow_color=True, unit=unit)
     module, card = load_model(model, task="denoise")
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
+    if chunked.is_chunked_input(data, out):
+        return _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwrite)
+    parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
         return _denoise_color(parsed, module, tiling)
     sigma = noise_map(parsed, uncertainty)
-    denoised = _denoise_plane(parsed.data, parsed.bad, sigma, module, tiling)
+    norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=sigma)
+    denoised = _denoise_block(parsed.data, parsed.bad, sigma, norm=norm, module=module,
+                              tiling=tiling)
     restore_bad_pixels(parsed, denoised)
     return repack(parsed, denoised, operation="denoise_residual", model_card=card,
-                  uncertainty=_output_uncertainty(parsed, sigma, card))
+                  uncertainty=_output_uncertainty(sigma, norm, card, parsed.data))
 
 
-def _denoise_plane(image, bad, sigma, module, tiling):
-    """Denoise one 2-D plane in physical units; bad pixels are filled first."""
-    norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
+def _denoise_block(image, bad, sigma=None, *, norm, module, tiling):
+    """Denoise a 2-D block in physical units with a given (whole-image) normalisation."""
     filled = image.copy()
     filled[bad] = norm.background
     x = norm.forward(filled)
@@ -82,22 +96,44 @@ def _denoise_plane(image, bad, sigma, module, tiling):
         s = norm.forward_sigma(sigma)
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
     out = run_network(module, np.stack([x, s]), **tiling)[0]
-    return norm.inverse(out)
+    out = norm.inverse(out)
+    out[~np.isfinite(image)] = image[~np.isfinite(image)]  # NaN/inf stay
+    return out
+
+
+def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwrite):
+    """Dask/memmap input: whole-image normalisation once, then `chunked.map_chunks`."""
+    with chunked.open_lazy(data, unit=unit) as image:
+        sigma = chunked.noise_map(image, uncertainty)
+        norm = estimate_normalization(image.data, bad=image.bad, uncertainty=sigma)
+        depth = chunked.overlap_depth(module, 2, tile_size=tiling["tile_size"], image=image.data)
+        arrays = [image.data, image.bad] + ([] if sigma is None else [sigma])
+        block = partial(_denoise_block, norm=norm, module=module, tiling=tiling)
+        result = chunked.map_chunks(block, arrays, depth=depth)
+        return chunked.finish(image, result, operation="denoise_residual", model_card=card,
+                              out=out, overwrite=overwrite,
+                              uncertainty=_output_uncertainty(sigma, norm, card, like=image.data))
 
 
 def _denoise_color(parsed, module, tiling):
     luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
-    restored = _denoise_plane(luminance, parsed.bad, None, module, tiling)
+    norm = estimate_normalization(luminance, bad=parsed.bad)
+    restored = _denoise_block(luminance, parsed.bad, norm=norm, module=module, tiling=tiling)
     rgb = merge_luminance(restored, chroma)
     return restore_bad_pixels(parsed, rgb)
 
 
-def _output_uncertainty(parsed, sigma, card):
-    """Residual noise: input sigma times the validated ratio, or None."""
+def _output_uncertainty(sigma, norm, card, like):
+    """Residual noise: input sigma (or the normalisation's noise) times the validated
+    ratio; None without a ratio. ``like``: the image (numpy or dask) for its shape."""
     ratio = card.get("calibration", {}).get("residual_sigma_ratio")
     if ratio is None:
         return None
-    if sigma is None:
-        sigma = np.full(parsed.data.shape, estimate_normalization(
-            parsed.data, bad=parsed.bad).scale, dtype=np.float32)
-    return (ratio * sigma).astype(np.float32)
+    if sigma is not None:
+        return (ratio * sigma).astype(np.float32)
+    value = np.float32(ratio * norm.scale)
+    if hasattr(like, "chunks"):
+        import dask.array as da
+
+        return da.full(like.shape, value, dtype=np.float32, chunks=like.chunks)
+    return np.full(like.shape, value, dtype=np.float32)

@@ -5,6 +5,11 @@ noise near 1 whatever the instrument, unit or exposure. Both numbers come
 from the *whole* image (sigma-clipped statistics that ignore stars and bad
 pixels) or from the given uncertainty, never from one tile, so tiles share
 one scale and no seams or intensity steps appear.
+
+Large images are measured on an evenly strided grid of about a million
+pixels (`grid_sample`). The grid is taken by slicing, so a memory-mapped or
+dask-backed image gives exactly the same numbers as the same image in memory
+without ever being read whole.
 """
 
 from dataclasses import dataclass
@@ -12,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
-__all__ = ["Normalization", "estimate_normalization"]
+__all__ = ["Normalization", "estimate_normalization", "grid_step", "grid_sample"]
 
-#: Pixels sampled for the statistics of large images (keeps them fast).
+#: About this many pixels are sampled for the statistics of large images.
 _MAX_SAMPLES = 1_000_000
 
 
@@ -69,8 +74,9 @@ def estimate_normalization(data, *, bad=None, uncertainty=None, sigma=3.0):
 
     Parameters
     ----------
-    data : ndarray
-        2-D image; NaN/inf are ignored.
+    data : ndarray, memory map or dask array
+        2-D image; NaN/inf are ignored. Images of more than about two million
+        pixels are measured on an evenly strided grid (`grid_step`).
     bad : ndarray of bool, optional
         Extra pixels to ignore (for example masked ones).
     uncertainty : ndarray, optional
@@ -99,28 +105,52 @@ def estimate_normalization(data, *, bad=None, uncertainty=None, sigma=3.0):
     >>> round(norm.background), round(norm.scale, 1)
     (100, 4.9)
     """
-    good = np.isfinite(data)
+    step = grid_step(np.shape(data))
+    sample = grid_sample(data, step)
+    good = np.isfinite(sample)
     if bad is not None:
-        good &= ~bad
-    values = _sample(np.asarray(data)[good])
+        good &= ~grid_sample(bad, step)
+    values = sample[good].astype(np.float64)
     if values.size == 0:
         raise ValueError("cannot normalise: the image has no finite, unmasked pixel")
     # mad_std of the clipped values: unbiased for Gaussian noise, unlike the clipped std
     _, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=10, stdfunc="mad_std")
-    scale = _scale_from_uncertainty(uncertainty, good) if uncertainty is not None else std
+    if uncertainty is not None:
+        scale = _scale_from_uncertainty(grid_sample(uncertainty, step), good)
+    else:
+        scale = std
     if not np.isfinite(scale) or scale <= 0:
         scale = _fallback_scale(values)
     return Normalization(float(median), float(scale))
 
 
-def _sample(values):
-    """A deterministic, evenly strided sample of at most ``_MAX_SAMPLES`` values."""
-    step = max(1, values.size // _MAX_SAMPLES)
-    return values[::step].astype(np.float64)
+def grid_step(shape, max_samples=_MAX_SAMPLES):
+    """Stride of the sampling grid: 1 up to about 2 million pixels, then growing.
+
+    Examples
+    --------
+    >>> grid_step((1024, 1024)), grid_step((4096, 4096)), grid_step((8192, 8192))
+    (1, 4, 8)
+    """
+    size = int(np.prod(shape[:2]))
+    return max(1, round(np.sqrt(size / max_samples)))
+
+
+def grid_sample(array, step):
+    """``array[::step, ::step]`` as a numpy array (computed if ``array`` is dask).
+
+    Examples
+    --------
+    >>> grid_sample(np.arange(16).reshape(4, 4), 2)
+    array([[ 0,  2],
+           [ 8, 10]])
+    """
+    sample = array[::step, ::step]
+    return np.asarray(sample.compute() if hasattr(sample, "compute") else sample)
 
 
 def _scale_from_uncertainty(uncertainty, good):
-    sigma = np.asarray(uncertainty)[good]
+    sigma = np.asarray(uncertainty, dtype=np.float64)[good]
     sigma = sigma[np.isfinite(sigma) & (sigma > 0)]
     return float(np.median(sigma)) if sigma.size else np.nan
 

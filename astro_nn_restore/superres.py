@@ -33,10 +33,13 @@ Policies (the *why* of each choice is in the function docstrings):
 * **Colour** ``(ny, nx, 3)``: luminance by the network, chroma by bicubic.
 """
 
+from functools import partial
+
 import numpy as np
 from astropy import units as u
 from astropy.units import FunctionUnitBase
 
+from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
 from ._nddata import parse_image, repack
@@ -54,7 +57,8 @@ _LOG_UNITS = (u.mag, u.dex, u.dB)
 
 
 def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit=None,
-                  tile_size=256, overlap=32, batch_size=4, progress=False, precision="auto"):
+                  tile_size=256, overlap=32, batch_size=4, progress=False, precision="auto",
+                  out=None, overwrite=False):
     """Upsample an image by 2 or 4 with a trained network.
 
     Parameters
@@ -83,6 +87,13 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
         before each batch of tiles (an exception it raises cancels the run).
     precision : {'auto', 'bf16', 'fp32'}
         ``'auto'`` uses bf16 autocast where the CPU supports it natively.
+    out : str or PathLike, optional
+        Write the result to this FITS file chunk by chunk and return it
+        memory-mapped (see `astro_nn_restore.chunked`); dask and
+        memory-mapped inputs are processed in chunks even without it (each
+        output chunk is ``factor`` times its input chunk).
+    overwrite : bool
+        Replace an existing ``out`` file.
 
     Returns
     -------
@@ -117,27 +128,58 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     True
     """
     factor = _check_factor(factor)
-    parsed = parse_image(data, allow_color=True, unit=unit)
     module, card = load_model(model, task="superres")
     passes = _passes(module, factor)
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
+    if chunked.is_chunked_input(data, out):
+        return _super_resolve_chunked(data, unit, module, card, passes, tiling, factor,
+                                      flux_conserving, out, overwrite)
+    parsed = parse_image(data, allow_color=True, unit=unit)
     conserve = flux_policy(parsed.unit, flux_conserving, color=parsed.is_color)
     if parsed.is_color:
         return _super_resolve_color(parsed, module, passes, tiling, conserve, factor)
-    upsampled = _upsample_plane(parsed.data, parsed.bad, parsed.uncertainty, module, passes,
-                                tiling)
-    output = _finish_values(parsed, upsampled, factor, conserve)
+    norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
+    output = _upsample_block(parsed.data, parsed.bad, norm=norm, module=module, passes=passes,
+                             tiling=tiling, conserve=conserve)
     parsed.meta = _scale_pixel_keys(parsed.meta, factor)  # parsed.meta is our own copy
     result = repack(parsed, output, operation="super_resolve", model_card=card,
                     wcs=None if parsed.wcs is None else rescale_wcs(parsed.wcs, factor),
                     mask=None if parsed.mask is None else _nearest(parsed.mask, factor),
                     uncertainty=_output_uncertainty(parsed.uncertainty, factor, conserve),
                     extra_history=[_history(factor, conserve)])
-    result.meta["ANR_FACT"] = (factor, "super_resolve upsampling factor")
-    result.meta["ANR_FLUX"] = ("per-pixel" if conserve else "surface",
-                               "per-pixel: values / f**2; surface: values kept")
+    result.meta.update(_keys(factor, conserve))
     return result
+
+
+def _keys(factor, conserve):
+    return {"ANR_FACT": (factor, "super_resolve upsampling factor"),
+            "ANR_FLUX": ("per-pixel" if conserve else "surface",
+                         "per-pixel: values / f**2; surface: values kept")}
+
+
+def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flux_conserving,
+                           out, overwrite):
+    """Dask/memmap input: whole-image normalisation, chunks upsampled by ``factor``."""
+    with chunked.open_lazy(data, unit=unit) as image:
+        conserve = flux_policy(image.unit, flux_conserving)
+        norm = estimate_normalization(image.data, bad=image.bad, uncertainty=image.uncertainty)
+        own = _factor_of(module)
+        radius = chunked.overlap_depth(module, 1, scale=own, tile_size=tiling["tile_size"],
+                                        image=image.data)
+        depth = sum(int(np.ceil(radius / own**i)) for i in range(passes))  # later passes: finer
+        block = partial(_upsample_block, norm=norm, module=module, passes=passes, tiling=tiling,
+                        conserve=conserve)
+        result = chunked.map_chunks(block, [image.data, image.bad], depth=depth, scale=factor)
+        image.meta = _scale_pixel_keys(image.meta, factor)
+        sigma = image.uncertainty
+        return chunked.finish(
+            image, result, operation="super_resolve", model_card=card, out=out,
+            overwrite=overwrite, wcs=None if image.wcs is None else rescale_wcs(image.wcs, factor),
+            mask=None if image.mask is None else chunked.nearest(image.mask, factor),
+            uncertainty=None if sigma is None else chunked.nearest(sigma, factor) * (
+                1.0 / factor if conserve else float(factor)),
+            extra_history=[_history(factor, conserve)], keys=_keys(factor, conserve))
 
 
 def _check_factor(factor):
@@ -211,6 +253,16 @@ def _is_surface_brightness(unit):
 def _upsample_plane(image, bad, sigma, module, passes, tiling):
     """Network upsampling of one plane in the input's unit (block means kept)."""
     norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
+    return _upsample_block(image, bad, norm=norm, module=module, passes=passes, tiling=tiling)
+
+
+def _upsample_block(image, bad, *, norm, module, passes, tiling, conserve=None):
+    """Upsample a block with a given (whole-image) normalisation.
+
+    With ``conserve`` (True/False) the block is finished as an output: NaN/inf
+    back (whole blocks) and the flux scaling; with None it stays in the
+    input's unit, block means kept.
+    """
     x = image.copy()
     x[bad] = norm.background
     x = norm.forward(x)
@@ -218,7 +270,8 @@ def _upsample_plane(image, bad, sigma, module, passes, tiling):
     for _ in range(passes):
         up = run_network(module, x[None], scale=own, out_channels=1, **tiling)[0]
         x = _block_project(up, x, own)
-    return norm.inverse(x)
+    x = norm.inverse(x)
+    return x if conserve is None else _finish_values(image, x, own**passes, conserve)
 
 
 def _block_project(fine, coarse, factor):
@@ -233,10 +286,10 @@ def _nearest(array, factor):
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
 
 
-def _finish_values(parsed, upsampled, factor, conserve):
+def _finish_values(image, upsampled, factor, conserve):
     """NaN/inf back (whole blocks), then the flux scaling."""
-    nonfinite = _nearest(parsed.nonfinite, factor)
-    upsampled[nonfinite] = _nearest(parsed.data, factor)[nonfinite]
+    nonfinite = _nearest(~np.isfinite(image), factor)
+    upsampled[nonfinite] = _nearest(image, factor)[nonfinite]
     return upsampled / factor**2 if conserve else upsampled
 
 
