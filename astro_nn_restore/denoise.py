@@ -72,6 +72,18 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
 
 def _denoise_plane(image, bad, sigma, module, tiling):
     """Denoise one 2-D plane in physical units; bad pixels are filled first."""
+    norm, inputs = network_inputs(image, bad, sigma)
+    out = run_network(module, inputs, **tiling)[0]
+    return norm.inverse(out)
+
+
+def network_inputs(image, bad, sigma):
+    """``(Normalization, (2, H, W) float32 [image, noise map])`` as the network sees them.
+
+    Whole-image normalisation; bad pixels filled with the background; the
+    noise map is ``sigma`` normalised, or 1 everywhere when ``sigma`` is None.
+    Training on a user's frames (`astro_nn_restore.train.selfsup`) uses it too.
+    """
     norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
     filled = image.copy()
     filled[bad] = norm.background
@@ -81,8 +93,7 @@ def _denoise_plane(image, bad, sigma, module, tiling):
     else:
         s = norm.forward_sigma(sigma)
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
-    out = run_network(module, np.stack([x, s]), **tiling)[0]
-    return norm.inverse(out)
+    return norm, np.stack([x, s])
 
 
 def _denoise_color(parsed, module, tiling):
