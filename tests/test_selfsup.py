@@ -198,6 +198,7 @@ def _check_exported(out, name, mode, folder):
     frame = fits.getdata(folder / "frame0.fits")
     result = denoise_residual(frame, model=weights, tile_size=64, overlap=16)
     assert result.shape == frame.shape and np.isfinite(result.data).all()
+    assert result.header["ANR_MOD"] == name and result.uncertainty is None
     return card
 
 
@@ -211,7 +212,7 @@ def test_noise2noise_cli_trains_a_loadable_model(tmp_path, frame_folder):
     first = next(p for p in pairs if (p["input"], p["target"]) == ("frame0.fits", "frame1.fits"))
     np.testing.assert_allclose(first["shift_dy_dx"], [-0.6, -3.4], atol=0.2)
     assert card["self_supervised"]["init"] is None
-    assert "residual_sigma_ratio" in card["calibration"]
+    assert "calibration" not in card  # no clean reference: no uncertainty claimed
 
 
 def test_noise2void_cli_fine_tunes_the_default_model(tmp_path, frame_folder):
@@ -245,6 +246,9 @@ def test_noise2noise_bad_folders(tmp_path):
     with pytest.warns(UserWarning, match="pair skipped"), \
             pytest.raises(ValueError, match="different shapes"):
         main([*args, "--data", str(mismatched)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no FITS files"):
+        main([*args, "--data", str(tmp_path / "empty")])
     with pytest.raises(FileNotFoundError, match="no such folder"):
         main([*args, "--data", str(tmp_path / "absent")])
     with pytest.raises(ValueError, match="exclude each other"):

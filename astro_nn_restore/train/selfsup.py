@@ -40,7 +40,10 @@ when the model was trained with the CCD equation; the card records which.
 
 Validation: patches of the bottom ``patch_size`` rows of every frame (never
 used for training); the validation loss is the training loss there, which
-for both modes is the error against the clean image plus a constant.
+for both modes is the error against the clean image plus a constant. There
+is no clean image to calibrate the residual noise on, so these models carry
+no ``calibration`` and `~astro_nn_restore.denoise_residual` returns no
+uncertainty with them.
 """
 
 import warnings
@@ -114,8 +117,11 @@ def _date_obs(path):
 
 def load_frames(folder, *, gain=None, read_noise=None, sky=None):
     """The 2-D frames of a FITS folder, in time order, with their network inputs."""
+    paths = _fits_paths(folder)
+    if not paths:
+        raise ValueError(f"--data {folder}: no FITS files (*.fit, *.fits, *.fits.gz) in it")
     frames = []
-    for path in _fits_paths(folder):
+    for path in paths:
         parsed = parse_image(path)
         sigma = noise_map(parsed, None, gain=gain, read_noise=read_noise, sky=sky,
                           from_header=True)
@@ -269,6 +275,8 @@ class _SelfSupervisedTask(TrainTask):
                 "noise_map": {f.path.name: f.noise_policy for f in self.frames},
                 "init": None if init is None else {"model": str(init),
                                                    "sha256": self.init_sha256()},
+                "uncertainty": "not calibrated (no clean reference): denoise_residual returns "
+                               "no uncertainty with this model",
                 **self.details(),
             },
         }
@@ -306,26 +314,6 @@ class Noise2NoiseTask(_SelfSupervisedTask):
         return {"pairs": [{"input": self.frames[i].path.name, "target": self.frames[j].path.name,
                            "method": r.method, "shift_dy_dx": [round(s, 3) for s in r.shift],
                            "overlap": round(r.overlap, 3)} for i, j, r in self.pairs]}
-
-    def calibrate(self, model):
-        """Residual noise ratio from the exposure pairs, without a clean image.
-
-        With independent noise, ``var(out - B) = var(out - clean) + var(noise_B)``
-        and ``var(noise_B) = var(A - B) - var(noise_A)``, ``var(noise_A)`` being
-        the mean squared noise map; all on the validation patches.
-        """
-        ratios = []
-        with torch.inference_mode():
-            for inputs, target in self.validation_batches():
-                weight = target[:, 1] > 0
-                out, value = model(inputs)[:, 0][weight], target[:, 0][weight]
-                x, s2 = inputs[:, 0][weight], (inputs[:, 1][weight] ** 2).mean()
-                residual = (out - value).var() - ((x - value).var() - s2)
-                ratios.append(float(residual.clamp_min(0).sqrt() / s2.sqrt()))
-        return {"calibration": {
-            "residual_sigma_ratio": round(float(np.median(ratios)), 4),
-            "method": "Noise2Noise pairs: var(out - B) - var(A - B) + var(noise A), over the "
-                      "noise of A, on validation patches"}}
 
 
 class Noise2VoidTask(_SelfSupervisedTask):
