@@ -103,7 +103,7 @@ def _fits_paths(folder):
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"--data {folder}: no such folder")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ImageFileCollection warns on an empty folder
+        warnings.simplefilter("ignore", UserWarning)  # ImageFileCollection: empty folder
         collection = ImageFileCollection(folder, glob_include="*.fit*")
         paths = [Path(p) for p in collection.files_filtered(include_path=True)]
     return sorted(paths, key=lambda p: (_date_obs(p), p.name))
