@@ -235,14 +235,90 @@ def as_std_array(uncertainty, shape, unit):
     return sigma
 
 
-def noise_map(parsed, uncertainty):
-    """Per-pixel sigma: the ``uncertainty`` argument (scalar, array or NDUncertainty)
-    if given, else the input's own uncertainty, else None (the caller estimates it)."""
-    if uncertainty is None:
+#: Header keywords read for the CCD equation, first found wins.
+GAIN_KEYWORDS = ("GAIN", "EGAIN", "CCDGAIN")
+READ_NOISE_KEYWORDS = ("RDNOISE", "READNOIS", "RON", "ENOISE")
+
+
+def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from_header=False):
+    """Per-pixel sigma (data unit) for the network's noise channel, or None.
+
+    In order: the ``uncertainty`` argument (scalar, array or NDUncertainty);
+    the input's own uncertainty; the CCD equation (`ccd_sigma`) when ``gain``
+    and ``read_noise`` are given, or found in the header with
+    ``from_header=True``; else None, and the caller estimates one noise level
+    from the image (sigma-clipped MAD standard deviation).
+    """
+    if uncertainty is not None:
+        if np.isscalar(uncertainty):
+            return np.full(parsed.data.shape[:2], float(uncertainty), dtype=np.float32)
+        return as_std_array(uncertainty, parsed.data.shape, parsed.unit)
+    if parsed.uncertainty is not None:
         return parsed.uncertainty
-    if np.isscalar(uncertainty):
-        return np.full(parsed.data.shape[:2], float(uncertainty), dtype=np.float32)
-    return as_std_array(uncertainty, parsed.data.shape, parsed.unit)
+    if from_header:
+        gain, read_noise = ccd_parameters(parsed.meta, gain=gain, read_noise=read_noise)
+    if gain is None or read_noise is None:
+        return None
+    return ccd_sigma(parsed.data, gain=gain, read_noise=read_noise, sky=sky, bad=parsed.bad)
+
+
+def ccd_parameters(header, *, gain=None, read_noise=None):
+    """``(gain, read_noise)``: the arguments, else the header (`GAIN_KEYWORDS`,
+    `READ_NOISE_KEYWORDS`), else None."""
+
+    def first(keys):
+        return next((float(header[k]) for k in keys if _is_positive_number(header.get(k))), None)
+
+    gain = first(GAIN_KEYWORDS) if gain is None else float(gain)
+    read_noise = first(READ_NOISE_KEYWORDS) if read_noise is None else float(read_noise)
+    return gain, read_noise
+
+
+def _is_positive_number(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value > 0
+
+
+def ccd_sigma(data, *, gain, read_noise, sky=None, bad=None):
+    """Noise from the CCD equation, in the data unit (e.g. adu).
+
+    ``sigma**2 = max(level, 0) / gain + (read_noise / gain)**2`` with ``gain``
+    in electrons per data unit, ``read_noise`` in electrons and ``level`` the
+    signal plus sky above the bias: the data themselves (bias-subtracted
+    frames), or, when ``sky`` (the sky level above the bias) is given,
+    ``data - background + sky`` with the background the sigma-clipped median
+    of the frame (for raw frames that still carry a bias level).
+
+    A warning is issued when the resulting sky noise differs from the noise
+    measured in the image by more than a factor of 2 (wrong GAIN/RDNOISE, or a
+    bias level left in the data without ``sky``).
+    """
+    from .normalize import estimate_normalization
+
+    if gain <= 0 or read_noise < 0:
+        raise ValueError(f"gain must be > 0 and read_noise >= 0, got {gain} and {read_noise}")
+    data = np.asarray(data, dtype=np.float64)
+    measured = estimate_normalization(data, bad=bad)
+    level = data if sky is None else data - measured.background + float(sky)
+    level = np.where(np.isfinite(level), level, 0.0)
+    sigma = np.sqrt(np.clip(level, 0.0, None) / gain + (read_noise / gain) ** 2)
+    _check_against_measured(sigma, data, measured, bad)
+    return sigma.astype(np.float32)
+
+
+def _check_against_measured(sigma, data, measured, bad):
+    import warnings
+
+    sky = np.abs(data - measured.background) < 3 * measured.scale
+    if bad is not None:
+        sky &= ~bad
+    predicted = float(np.median(sigma[sky])) if sky.any() else float(np.median(sigma))
+    ratio = predicted / measured.scale
+    if not 0.5 <= ratio <= 2.0:
+        warnings.warn(
+            f"the CCD equation gives a sky noise of {predicted:.3g}, but the image's measured "
+            f"noise is {measured.scale:.3g} (ratio {ratio:.2f}): check GAIN and RDNOISE, and "
+            "give sky= (the sky level above the bias) if the frame is not bias-subtracted",
+            UserWarning, stacklevel=3)
 
 
 def filled_for_network(parsed, fill_value):

@@ -87,6 +87,22 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
 
 def _denoise_block(image, bad, sigma=None, *, norm, module, tiling):
     """Denoise a 2-D block in physical units with a given (whole-image) normalisation."""
+    _, inputs = network_inputs(image, bad, sigma, norm=norm)
+    out = norm.inverse(run_network(module, inputs, **tiling)[0])
+    out[~np.isfinite(image)] = image[~np.isfinite(image)]  # NaN/inf stay
+    return out
+
+
+def network_inputs(image, bad, sigma, *, norm=None):
+    """``(Normalization, (2, H, W) float32 [image, noise map])`` as the network sees them.
+
+    Whole-image normalisation (estimated here unless ``norm`` is given); bad
+    pixels filled with the background; the noise map is ``sigma`` normalised,
+    or 1 everywhere when ``sigma`` is None. Training on a user's frames
+    (`astro_nn_restore.train.selfsup`) uses it too.
+    """
+    if norm is None:
+        norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
     filled = image.copy()
     filled[bad] = norm.background
     x = norm.forward(filled)
@@ -95,10 +111,7 @@ def _denoise_block(image, bad, sigma=None, *, norm, module, tiling):
     else:
         s = norm.forward_sigma(sigma)
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
-    out = run_network(module, np.stack([x, s]), **tiling)[0]
-    out = norm.inverse(out)
-    out[~np.isfinite(image)] = image[~np.isfinite(image)]  # NaN/inf stay
-    return out
+    return norm, np.stack([x, s])
 
 
 def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwrite):

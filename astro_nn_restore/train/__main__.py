@@ -46,7 +46,37 @@ def build_parser():
                          help='architecture arguments, e.g. \'{"channels": [16, 32]}\'')
         sub.add_argument("--n-simulated", type=int, default=96,
                          help="simulated skies in the training pool (default: 96)")
+        if name == "denoise":
+            _add_denoise_options(sub)
     return parser
+
+
+def _add_denoise_options(parser):
+    parser.add_argument("--init", default=None, metavar="MODEL",
+                        help="fine-tune this model (registry name such as 'default', or a "
+                             "weights path) instead of starting from scratch")
+    parser.add_argument("--self-supervised", choices=["noise2noise", "noise2void"],
+                        default=None,
+                        help="train on the --data frames alone: noise2noise (pairs of "
+                             "exposures of one field) or noise2void (single frames)")
+    parser.add_argument("--gain", type=float, default=None,
+                        help="self-supervised: electrons per data unit for the CCD-equation "
+                             "noise map (default: header GAIN)")
+    parser.add_argument("--read-noise", type=float, default=None,
+                        help="self-supervised: read noise in electrons (default: header "
+                             "RDNOISE/READNOIS)")
+    parser.add_argument("--sky", type=float, default=None,
+                        help="self-supervised: sky level above the bias, data units, for "
+                             "frames that are not bias-subtracted")
+
+
+def _task_class(args):
+    mode = getattr(args, "self_supervised", None)
+    if mode is None:
+        return TASKS[args.task]()
+    from .selfsup import SELF_SUPERVISED_TASKS
+
+    return SELF_SUPERVISED_TASKS[mode]
 
 
 def _add_config_options(parser):
@@ -73,8 +103,11 @@ def main(argv=None):
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
+    for option in ("init", "self_supervised", "gain", "read_noise", "sky"):
+        if getattr(args, option, None) is not None:
+            extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)
-    task = TASKS[args.task]()(config)
+    task = _task_class(args)(config)
     card = fit(task, config)
     print(f"exported {card['name']} (sha256 {card['sha256'][:16]}) to {config.out}")
     return 0

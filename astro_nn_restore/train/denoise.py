@@ -24,7 +24,7 @@ from ..models.denoise import ResidualUNet
 from .loop import TrainTask
 from .losses import compress, gradient_loss, ssim_index
 
-__all__ = ["DenoiseTask"]
+__all__ = ["DenoiseTask", "initial_model"]
 
 DEFAULT_ARCHITECTURE = dict(channels=(48, 96, 128), blocks=2, dilations=(2, 4), space_to_depth=2)
 MIN_FRACTION, START_FRACTION, MAX_FRACTION, RAMP = 0.005, 0.02, 0.30, 0.3
@@ -32,6 +32,26 @@ MIN_FRACTION, START_FRACTION, MAX_FRACTION, RAMP = 0.005, 0.02, 0.30, 0.3
 #: drew patches uniformly over 96 simulated skies and the HDF, i.e. ~1 % real,
 #: and lost to BM3D on real images; see the model card.
 REAL_SHARE = 0.5
+
+
+def initial_model(config):
+    """The network to train: the ``--init`` model (fine-tuning) or a new `ResidualUNet`.
+
+    ``config.extra["init"]`` is a registry name (``"default"``) or a weights
+    path; the architecture then comes from its model card, so ``--arch`` must
+    not be given with it.
+    """
+    from ..registry import load_model
+
+    init = config.extra.get("init")
+    architecture = config.extra.get("architecture") or {}
+    if init is None:
+        return ResidualUNet(**{**DEFAULT_ARCHITECTURE, **architecture})
+    if architecture:
+        raise ValueError("--arch and --init exclude each other: fine-tuning keeps the "
+                         "architecture of the initial model's card")
+    module, _ = load_model(init, task="denoise")
+    return module.train()
 
 
 def noise_fraction_limit(progress):
@@ -82,14 +102,13 @@ class DenoiseTask(TrainTask):
 
     def __init__(self, config):
         super().__init__(config)
-        self.arguments = {**DEFAULT_ARCHITECTURE, **config.extra.get("architecture", {})}
         n_simulated = config.extra.get("n_simulated", 96)
         self.simulated = ImagePool.build(seed=config.seed, n_simulated=n_simulated, use_hdf=False)
         self.real = ImagePool.build(seed=config.seed, n_simulated=0, folder=config.data)
         self._validation = None
 
     def build_model(self):
-        return ResidualUNet(**self.arguments)
+        return initial_model(self.config)
 
     def _crop(self, rng):
         """A clean patch: real images (HDF, --data) half of the time, simulated skies else."""
