@@ -56,9 +56,16 @@ def _binned(image, factor, func=np.mean):
     return block_reduce(np.asarray(image, dtype=np.float64), factor, func=func)
 
 
-def test_default_model_gives_clear_error(sky):
+@pytest.mark.parametrize("model", ["default", "srcnn"])
+def test_shipped_models_keep_block_means(sky, model):
+    out = super_resolve(CCDData(sky, unit="adu"), model=model, flux_conserving=False)
+    assert out.header["ANR_MOD"] == f"superres-{model}"
+    np.testing.assert_allclose(_binned(out.data, 2), sky, rtol=1e-5, atol=1e-4 * np.ptp(sky))
+
+
+def test_unknown_model_name_gives_clear_error(sky):
     with pytest.raises(ModelLoadError, match="superres"):
-        super_resolve(sky, model="default")
+        super_resolve(sky, model="no-such-model")
 
 
 def test_shape_unit_header_and_flux(tiny_path, sky):
