@@ -57,6 +57,18 @@ def test_status_bar_shows_sky_coordinates(make_napari_viewer, fits_file):
     assert "[-50, 20]" in status_text(viewer) and "RA" not in status_text(viewer)
 
 
+def test_status_bar_ignores_points_layers_with_a_wcs(make_napari_viewer, fits_file):
+    # the anomaly widget's Points layer copies its image's metadata, WCS included
+    viewer = make_napari_viewer()
+    [image] = viewer.open(fits_file, plugin=PLUGIN)
+    points = viewer.add_points([[10.0, 20.0]], metadata=dict(image.metadata))
+    viewer.layers.selection.active = points
+    viewer.mouse_over_canvas = True
+    viewer.cursor.position = (10.0, 20.0)
+    viewer.update_status_from_cursor()  # used to raise AttributeError: no 'rgb'
+    assert "RA" not in status_text(viewer)
+
+
 def test_sky_text_formats():
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["GLON-CAR", "GLAT-CAR"]

@@ -84,9 +84,15 @@ def _cursor_pixel(viewer, layer):
 
 
 def _update_status(viewer):
+    from napari.layers import Image
+
     layer = viewer.layers.selection.active
-    wcs = getattr(layer, "metadata", {}).get("wcs") if layer is not None else None
-    if wcs is None or getattr(layer, "multiscale", False) or not viewer.mouse_over_canvas:
+    # only images: a Points layer (anomaly scores) carries its image's WCS too,
+    # but its data are coordinates, not a pixel grid
+    if not isinstance(layer, Image) or layer.multiscale or not viewer.mouse_over_canvas:
+        return
+    wcs = layer.metadata.get("wcs")
+    if wcs is None:
         return
     pixel = _cursor_pixel(viewer, layer)
     text = sky_text(wcs, *pixel) if pixel is not None else ""
