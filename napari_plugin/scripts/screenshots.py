@@ -150,6 +150,7 @@ def operation_screens(title, key, stem):
     if key == "superres":  # a crop, so the finer pixels can be seen
         sky.data = np.ascontiguousarray(sky.data[150:278, 250:378])
         sky.metadata["wcs"] = sky.metadata["wcs"][150:278, 250:378]  # sky positions stay true
+        sky.metadata["uncertainty"] = sky.metadata["uncertainty"][150:278, 250:378]
         viewer.layers.remove("simulated_sky_truth")  # its full extent would set the view
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
     widget.reset_choices()

@@ -1,6 +1,7 @@
 """Sample data and the sky coordinates shown in the status bar."""
 
 import numpy as np
+import pytest
 from astropy.wcs import WCS
 
 from astro_nn_restore_napari._sky_status import sky_text
@@ -67,6 +68,18 @@ def test_status_bar_ignores_points_layers_with_a_wcs(make_napari_viewer, fits_fi
     viewer.cursor.position = (10.0, 20.0)
     viewer.update_status_from_cursor()  # used to raise AttributeError: no 'rgb'
     assert "RA" not in status_text(viewer)
+
+
+def test_stale_uncertainty_gives_clear_error(make_napari_viewer, fits_file):
+    from astro_nn_restore_napari._widget import layer_source
+
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(fits_file, plugin=PLUGIN)
+    layer.metadata["uncertainty"] = np.ones(layer.data.shape)
+    assert layer_source(layer).uncertainty is not None
+    layer.data = layer.data[:8, :8].copy()  # cropped in the console, metadata left behind
+    with pytest.raises(ValueError, match=r"metadata\['uncertainty'\].*reload"):
+        layer_source(layer)
 
 
 def test_sky_text_formats():

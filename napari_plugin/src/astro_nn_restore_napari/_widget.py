@@ -355,6 +355,12 @@ def layer_source(layer):
     if data.ndim != 2:
         raise ValueError(f"'{layer.name}' has shape {data.shape}; select a 2-D image")
     uncertainty, mask = metadata.get("uncertainty"), metadata.get("mask")
+    for key, extra in (("uncertainty", uncertainty), ("mask", mask)):
+        if extra is not None and np.shape(extra) != data.shape:
+            raise ValueError(
+                f"'{layer.name}' has data of shape {data.shape} but its metadata['{key}'] has "
+                f"shape {np.shape(extra)}: the data were changed after loading; crop or "
+                f"delete metadata['{key}'] too, or reload the image")
     return CCDData(
         data, unit=metadata.get("unit") or "", wcs=metadata.get("wcs"),
         meta=fits.Header(metadata.get("header") or fits.Header()),
