@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.nddata import CCDData
 
 from astro_nn_restore_napari._operations import OPERATIONS
