@@ -146,3 +146,13 @@ def test_save_fits_widget_overwrites_only_when_asked(make_napari_viewer, fits_fi
     layer.data = layer.data * 2
     widget(layer=layer, path=out, overwrite=True)
     assert np.array_equal(fits.getdata(out), layer.data)
+
+
+def test_save_refuses_stale_uncertainty(tmp_path, wcs_factory):
+    # data cropped after loading, uncertainty left behind: a clear error, no file
+    shape = (16, 12)
+    meta = {"unit": "adu", "wcs": wcs_factory(shape), "header": fits.Header(),
+            "uncertainty": np.full(shape, 0.5, np.float32)}
+    with pytest.raises(ValueError, match=r"'cropped'.*metadata\['uncertainty'\]"):
+        save_fits(tmp_path / "plane.fits", np.ones((8, 8)), meta, name="cropped")
+    assert not (tmp_path / "plane.fits").exists()

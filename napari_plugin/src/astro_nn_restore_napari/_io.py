@@ -176,12 +176,15 @@ def _rgb_limits(rgb):
     return (float(np.percentile(finite, 0.5)), float(np.percentile(finite, 99.5)))
 
 
-def ccd_from_layer(data, metadata, *, rgb=False):
+def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     """CCDData for a layer's data and metadata (the inverse of `layer_data_from_ccd`).
 
     RGB data (ny, nx, 3) become a (3, ny, nx) cube with a band axis added to
-    the WCS. The header loses its WCS and file-layout keywords; the WCS
-    written is ``metadata["wcs"]``.
+    the WCS (per-pixel uncertainty and mask, made for one plane, are left
+    out). The header loses its WCS and file-layout keywords; the WCS written
+    is ``metadata["wcs"]``. An uncertainty or mask whose shape no longer
+    matches the data (the data were changed after loading) is an error
+    naming the layer ``name``, never silently dropped or reused.
     """
     from astro_nn_restore.wcs_utils import add_band_axis, strip_wcs_keywords
 
@@ -195,21 +198,30 @@ def ccd_from_layer(data, metadata, *, rgb=False):
         header.remove(key, ignore_missing=True, remove_all=True)
     for key in [k for k in header if k.startswith("NAXIS")]:
         header.remove(key, ignore_missing=True, remove_all=True)
-    uncertainty, mask = metadata.get("uncertainty"), metadata.get("mask")
-    same = not rgb  # per-pixel extras only make sense on the plane they were made for
+    uncertainty, mask = (None, None) if rgb else _pixel_extras(metadata, array.shape, name)
     return CCDData(
         array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
-        uncertainty=StdDevUncertainty(uncertainty) if same and uncertainty is not None
-        and np.shape(uncertainty) == array.shape else None,
-        mask=mask if same and mask is not None and np.shape(mask) == array.shape else None,
+        uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty), mask=mask,
     )
+
+
+def _pixel_extras(metadata, shape, name):
+    """``metadata``'s uncertainty and mask, checked against the data ``shape``."""
+    extras = metadata.get("uncertainty"), metadata.get("mask")
+    for key, extra in zip(("uncertainty", "mask"), extras, strict=True):
+        if extra is not None and np.shape(extra) != shape:
+            raise ValueError(
+                f"'{name}' has data of shape {shape} but its metadata['{key}'] has shape "
+                f"{np.shape(extra)}: the data were changed after loading; crop or delete "
+                f"metadata['{key}'] too, or reload the image")
+    return extras
 
 
 def _overwrite_from_env():
     return os.environ.get(OVERWRITE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def save_fits(path, data, metadata, *, rgb=False, overwrite=False):
+def save_fits(path, data, metadata, *, rgb=False, overwrite=False, name="layer"):
     """Write layer data and metadata to a FITS file; return ``[path]``.
 
     Raises
@@ -224,7 +236,7 @@ def save_fits(path, data, metadata, *, rgb=False, overwrite=False):
             f"Choose another name, use the 'Save as FITS' widget with 'overwrite' ticked, "
             f"or set the environment variable {OVERWRITE_ENV}=1."
         )
-    ccd_from_layer(data, metadata, rgb=rgb).write(path, overwrite=overwrite)
+    ccd_from_layer(data, metadata, rgb=rgb, name=name).write(path, overwrite=overwrite)
     return [path]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.nddata import CCDData
 from magicgui import magic_factory
 from magicgui.widgets import (
     ComboBox,
@@ -35,7 +35,7 @@ from napari.utils.notifications import show_error, show_info
 from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Signal
 
-from ._io import display_limits, layer_data_from_ccd, save_fits
+from ._io import ccd_from_layer, display_limits, layer_data_from_ccd, save_fits
 from ._operations import OPERATIONS
 from ._sky_status import install_sky_status
 
@@ -354,19 +354,7 @@ def layer_source(layer):
         return data
     if data.ndim != 2:
         raise ValueError(f"'{layer.name}' has shape {data.shape}; select a 2-D image")
-    uncertainty, mask = metadata.get("uncertainty"), metadata.get("mask")
-    for key, extra in (("uncertainty", uncertainty), ("mask", mask)):
-        if extra is not None and np.shape(extra) != data.shape:
-            raise ValueError(
-                f"'{layer.name}' has data of shape {data.shape} but its metadata['{key}'] has "
-                f"shape {np.shape(extra)}: the data were changed after loading; crop or "
-                f"delete metadata['{key}'] too, or reload the image")
-    return CCDData(
-        data, unit=metadata.get("unit") or "", wcs=metadata.get("wcs"),
-        meta=fits.Header(metadata.get("header") or fits.Header()),
-        uncertainty=StdDevUncertainty(uncertainty) if uncertainty is not None else None,
-        mask=mask,
-    )
+    return ccd_from_layer(data, metadata, name=layer.name)
 
 
 def output_layer_data(result, source_layer, name, operation):
@@ -488,5 +476,6 @@ def save_fits_widget(layer: Image, path: Path = Path("restored.fits"),
     """Save an image layer as FITS with its unit, WCS, header, uncertainty and mask."""
     if layer is None:
         raise ValueError("there is no image layer to save")
-    written = save_fits(path, layer.data, layer.metadata, rgb=layer.rgb, overwrite=overwrite)
+    written = save_fits(path, layer.data, layer.metadata, rgb=layer.rgb, overwrite=overwrite,
+                        name=layer.name)
     show_info(f"Saved '{layer.name}' to {written[0]}")
