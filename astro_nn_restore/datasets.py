@@ -4,6 +4,9 @@
 * The Hubble Deep Field that ships with scikit-image, split into a training
   part (the left 75 % of the columns) and a held-out part (the right 25 %)
   that training never sees and benchmarks use.
+* Other real images bundled with scikit-image (`packaged_images`): the Moon,
+  fluorescence microscopy of cells, a retina, textures and photographs, for
+  tasks that learn fine structure of any kind (super-resolution).
 * A user's folder of FITS files, read through `ccdproc.ImageFileCollection`.
 """
 
@@ -11,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["hubble_deep_field", "fits_folder_images", "ImagePool", "HDF_SPLIT_COLUMN"]
+__all__ = ["hubble_deep_field", "packaged_images", "fits_folder_images", "ImagePool",
+           "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES"]
 
 #: Columns of the Hubble Deep Field at or right of this one are held out.
 HDF_SPLIT_COLUMN = 750
@@ -42,6 +46,32 @@ def hubble_deep_field(part="train", *, color=False):
         raise ValueError(f"part must be 'train', 'heldout' or 'all', got {part!r}")
     rgb = np.ascontiguousarray(rgb[:, columns[part]])
     return rgb if color else split_luminance(rgb)[0]
+
+
+#: scikit-image images bundled with the package (no download), besides the HDF.
+PACKAGED_IMAGES = ("moon", "cell", "retina", "coins", "camera", "grass", "gravel", "brick")
+
+
+def packaged_images(names=PACKAGED_IMAGES):
+    """Greyscale float32 images in [0, 1] that ship inside scikit-image.
+
+    None of them is used by any benchmark of this package. Colour images are
+    reduced to their luminance.
+
+    Examples
+    --------
+    >>> [image.shape for image in packaged_images(["moon", "coins"])]
+    [(512, 512), (303, 384)]
+    """
+    from skimage import data
+
+    from ._color import split_luminance
+
+    images = []
+    for name in names:
+        image = getattr(data, name)().astype(np.float32) / 255.0
+        images.append(split_luminance(image)[0] if image.ndim == 3 else image)
+    return images
 
 
 def fits_folder_images(folder, *, pattern="*.fits*"):

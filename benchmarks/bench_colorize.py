@@ -52,11 +52,10 @@ def parse_args(argv=None):
                    help="docs figure (default docs/_static/colorize_example.png; quick: "
                         "beside --out)")
     p.add_argument("--n-simulated", type=int, default=None,
-                   help="simulated skies in the mean-chroma pool (default 48 as training; quick 2)")
+                   help="simulated skies in the mean-chroma pool (default: as the model's card "
+                        "says, else 48; quick 2)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
-    if args.n_simulated is None:
-        args.n_simulated = 2 if args.quick else 48
     if args.figure is None:
         args.figure = (Path(args.out).with_name(Path(args.out).stem + "_example.png")
                        if args.quick else ROOT / "docs" / "_static" / "colorize_example.png")
@@ -85,15 +84,15 @@ def references(quick):
     return out, skipped
 
 
-def mean_training_chroma(n_simulated):
-    """Mean Lab (a, b) over the colorize task's training pool."""
+def mean_training_chroma(n_simulated, hdf_share):
+    """Mean Lab (a, b) over the colorize task's training pool, as it samples it."""
     from skimage.color import rgb2lab
 
     from astro_nn_restore.train.colorize import ColorPool
 
-    pool = ColorPool.build(seed=0, n_simulated=n_simulated)
-    return np.mean([rgb2lab(image).reshape(-1, 3)[:, 1:].mean(axis=0) for image in pool.images],
-                   axis=0)
+    pool = ColorPool.build(seed=0, n_simulated=n_simulated, hdf_share=hdf_share)
+    means = [rgb2lab(image).reshape(-1, 3)[:, 1:].mean(axis=0) for image in pool.images]
+    return np.average(means, axis=0, weights=pool.weights)
 
 
 def score(reference_lab, reference_rgb, rgb):
@@ -153,7 +152,11 @@ def main(argv=None):
     from astro_nn_restore.registry import load_model
 
     model, card = load_model(args.model, task="colorize")
-    mean_chroma = mean_training_chroma(args.n_simulated)
+    # cards written before hdf_share existed were trained with the HDF as a quarter
+    hdf_share = card.get("hdf_share", 0.25)
+    if args.n_simulated is None:
+        args.n_simulated = 2 if args.quick else card.get("n_simulated", 48)
+    mean_chroma = mean_training_chroma(args.n_simulated, hdf_share)
     images, skipped = references(args.quick)
     rows, totals, figure_done = [], [], False
     for name, _, rgb in images:
@@ -169,18 +172,19 @@ def main(argv=None):
     mean_scores = {key: tuple(np.mean([s[key][i] for s in totals]) for i in range(2))
                    for key in ("model", "grey", "mean")}
     rows.append(row("**mean of all**", mean_scores, sum(r[-1] for r in rows)))
-    text = report_lines(args, card, images, skipped, rows, mean_chroma)
+    text = report_lines(args, card, images, skipped, rows, mean_chroma, hdf_share)
     write_report(args.out, text)
 
 
-def report_lines(args, card, images, skipped, rows, mean_chroma):
+def report_lines(args, card, images, skipped, rows, mean_chroma, hdf_share):
     headers = ["image", "PSNR model [dB]", "PSNR grey", "PSNR mean chroma",
                f"PSNR >= {TARGET_PSNR}", "ΔE00 model", "ΔE00 grey", "ΔE00 mean chroma",
                "beats both baselines (PSNR and ΔE)", "colorize time [s]"]
     lines = [report_header("colorize benchmark (issue 7)", args),
              f"- model: {card.get('name')} (sha256 {str(card.get('sha256'))[:16]})",
              f"- mean training chroma (a, b) = ({mean_chroma[0]:.2f}, {mean_chroma[1]:.2f}) over "
-             f"the training pool (HDF training part + {args.n_simulated} simulated Lupton skies)",
+             f"the training pool (HDF training part, {hdf_share:.0%} of the draws, + "
+             f"{args.n_simulated} simulated Lupton skies)",
              "- input: the reference's Lab L (LinearStretch over ManualInterval(0, 100)), so "
              "every method has the reference's lightness; ΔE00 = mean CIEDE2000 "
              "(skimage.color.deltaE_ciede2000); PSNR on RGB in [0, 1] (data range 1)",

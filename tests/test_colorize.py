@@ -331,3 +331,17 @@ def test_resume_through_the_gan_phase_is_exact(tmp_path, task_class):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert (straight / "metrics.csv").read_text().count("\n") == 3  # header + steps 4, 6
     assert json.loads((straight / "colorize-tiny.json").read_text())["training"]["steps"] == 6
+
+
+def test_pool_draws_the_hdf_with_the_asked_share():
+    from astro_nn_restore.train.colorize import ColorPool
+
+    pool = ColorPool.build(seed=0, n_simulated=2, hdf_share=0.9)
+    assert len(pool.images) == 3 and pool.weights == pytest.approx([0.05, 0.05, 0.9])
+    assert ColorPool.build(seed=0, n_simulated=0).weights == pytest.approx([1.0])
+    rng = np.random.default_rng(1)
+    lightness, chroma = pool.sample(rng, 16)
+    assert lightness.shape == (1, 16, 16) and chroma.shape == (2, 16, 16)
+    for share in (1.0, -0.1):
+        with pytest.raises(ValueError, match="hdf_share"):
+            ColorPool.build(seed=0, n_simulated=1, hdf_share=share)

@@ -211,6 +211,42 @@ def test_training_task_runs(tmp_path):
     assert out.shape == (32, 32)
 
 
+def test_training_fine_tunes_an_init_model(tmp_path):
+    from safetensors.numpy import load_file
+
+    from astro_nn_restore.train.__main__ import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--batch-size", "2", "--patch-size", "32", "--val-every", "2", "--threads", "1",
+              "--checkpoint-every", "2", "--precision", "fp32", "--n-simulated", "1"]
+    assert main(["superres", "--out", str(first), "--name", "sr-a", "--steps", "2",
+                 "--arch", '{"channels": 8, "blocks": 1}', *common]) == 0
+    start = first / "sr-a.safetensors"
+    assert main(["superres", "--out", str(second), "--name", "sr-b", "--steps", "0",
+                 "--init", str(start), *common]) == 0
+    a, b = load_file(start), load_file(second / "sr-b.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:  # no step taken: the init model comes out unchanged
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with pytest.raises(ValueError, match="exclude each other"):
+        main(["superres", "--out", str(tmp_path / "c"), "--steps", "1", "--init", str(start),
+              "--arch", '{"channels": 4}', *common])
+
+
+def test_training_draws_real_patches(tmp_path):
+    from astro_nn_restore.datasets import PACKAGED_IMAGES, ImagePool
+    from astro_nn_restore.train import TASKS, TrainConfig
+    from astro_nn_restore.train.superres import REAL_SHARE
+
+    config = TrainConfig(out=str(tmp_path), patch_size=32, extra={"n_simulated": 1})
+    task = TASKS["superres"]()(config)
+    assert len(task.real.images) == len(PACKAGED_IMAGES)  # HDF + scikit-image's but the Moon
+    task.real, task.simulated = ImagePool([np.ones((40, 40))]), ImagePool([np.zeros((40, 40))])
+    rng = np.random.default_rng(0)
+    share = np.mean([task._crop(rng, 32).mean() for _ in range(1000)])
+    assert share == pytest.approx(REAL_SHARE, abs=0.05)
+
+
 def test_spitzer_surface_brightness_and_wcs(shared_data, tiny_path):
     path = shared_data / "glimpse_irac_psf" / "spitzer_example_image.fits"
     with fits.open(path) as hdul:

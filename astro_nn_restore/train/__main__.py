@@ -46,15 +46,20 @@ def build_parser():
                          help='architecture arguments, e.g. \'{"channels": [16, 32]}\'')
         sub.add_argument("--n-simulated", type=int, default=96,
                          help="simulated skies in the training pool (default: 96)")
+        if name in ("denoise", "superres"):
+            sub.add_argument("--init", default=None, metavar="MODEL",
+                             help="fine-tune this model (registry name such as 'default', "
+                                  "or a weights path) instead of starting from scratch")
         if name == "denoise":
             _add_denoise_options(sub)
+        if name == "colorize":
+            sub.add_argument("--hdf-share", type=float, default=None,
+                             help="share of training patches from the Hubble Deep Field "
+                                  "(default: 0.6)")
     return parser
 
 
 def _add_denoise_options(parser):
-    parser.add_argument("--init", default=None, metavar="MODEL",
-                        help="fine-tune this model (registry name such as 'default', or a "
-                             "weights path) instead of starting from scratch")
     parser.add_argument("--self-supervised", choices=["noise2noise", "noise2void"],
                         default=None,
                         help="train on the --data frames alone: noise2noise (pairs of "
@@ -103,7 +108,7 @@ def main(argv=None):
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
-    for option in ("init", "self_supervised", "gain", "read_noise", "sky"):
+    for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

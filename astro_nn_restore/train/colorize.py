@@ -4,6 +4,7 @@ Data: RGB images converted to Lab with `skimage.color.rgb2lab`; the input is
 ``L / 100``, the target ``a, b``. The RGB images are
 
 * the training part of the Hubble Deep Field (left 75 % of the columns;
+  drawn for a share ``--hdf-share`` (default `HDF_SHARE`) of the patches;
   benchmarks use the rest),
 * simulated g, r, i skies (`~astro_nn_restore.simulate.simulate_multiband`,
   stellar and galaxy SEDs), half of them with Poisson + read noise, rendered
@@ -51,6 +52,9 @@ GP_WEIGHT, L1_WEIGHT, N_CRITIC = 10.0, 100.0, 5
 GAN_LR_FACTOR = 0.2  # the GAN phase starts at 0.2 x the learning rate reached in pretraining
 PRETRAIN_FRACTION = 0.8  # default share of --steps spent on L1 pretraining
 AB_UNIT = 100.0  # L1 losses are in units of 100 Lab a/b units
+#: Share of training patches drawn from the HDF (the rest from simulated skies).
+#: At 0.25 the model learnt the warm tint of the simulated Lupton skies.
+HDF_SHARE = 0.6
 
 
 def _render_lupton(bands, rng):
@@ -95,27 +99,41 @@ def folder_rgb(folder, seed):
 
 
 class ColorPool:
-    """RGB images (float32, (ny, nx, 3) in [0, 1]) to draw Lab patches from."""
+    """RGB images (float32, (ny, nx, 3) in [0, 1]) to draw Lab patches from.
 
-    def __init__(self, images):
+    ``weights`` (default equal) are the relative chances of each image to be
+    drawn.
+    """
+
+    def __init__(self, images, weights=None):
         self.images = images
+        weights = np.ones(len(images)) if weights is None else np.asarray(weights, float)
+        self.weights = weights / weights.sum()
 
     @classmethod
-    def build(cls, *, seed, n_simulated=48, use_hdf=True, folder=None):
+    def build(cls, *, seed, n_simulated=48, use_hdf=True, hdf_share=HDF_SHARE, folder=None):
+        """Simulated skies, the HDF training part (drawn with probability
+        ``hdf_share``) and a user's multi-band sets (``folder``)."""
         from ..datasets import hubble_deep_field
 
+        if not 0 <= hdf_share < 1:
+            raise ValueError(f"hdf_share must be in [0, 1), got {hdf_share!r}")
         images = [simulated_rgb(seed * 100_003 + i) for i in range(n_simulated)]
-        if use_hdf:  # the HDF is weighted like a quarter of the pool
-            images += [hubble_deep_field("train", color=True)] * max(1, n_simulated // 3)
+        weights = [1.0] * n_simulated
         if folder is not None:
-            images += folder_rgb(folder, seed)
-        return cls(images)
+            extra = folder_rgb(folder, seed)
+            images += extra
+            weights += [1.0] * len(extra)
+        if use_hdf:
+            images.append(hubble_deep_field("train", color=True))
+            weights.append(len(weights) * hdf_share / (1 - hdf_share) if weights else 1.0)
+        return cls(images, weights)
 
     def sample(self, rng, size):
         """``(L / 100 (1, size, size), ab (2, size, size))`` of a random flipped crop."""
         from skimage.color import rgb2lab
 
-        image = self.images[rng.integers(len(self.images))]
+        image = self.images[rng.choice(len(self.images), p=self.weights)]
         pad = [(0, max(0, size - n)) for n in image.shape[:2]] + [(0, 0)]
         if any(p for _, p in pad):
             image = np.pad(image, pad, mode="reflect")
@@ -153,8 +171,10 @@ class ColorizeTask(TrainTask):
         self.generator_arguments = {**DEFAULT_GENERATOR, **extra.get("architecture", {})}
         self.critic_arguments = {**DEFAULT_CRITIC, **extra.get("critic", {})}
         self.pretrain_steps = int(extra.get("pretrain_steps", PRETRAIN_FRACTION * config.steps))
+        self.hdf_share = float(extra.get("hdf_share", HDF_SHARE))
         self.pool = ColorPool.build(seed=config.seed, folder=config.data,
-                                    n_simulated=extra.get("n_simulated", 48))
+                                    n_simulated=extra.get("n_simulated", 48),
+                                    hdf_share=self.hdf_share)
         self._validation = None
 
     def build_model(self):
@@ -234,8 +254,10 @@ class ColorizeTask(TrainTask):
             "critic": {"architecture": "PatchCritic", "arguments": {
                 k: list(v) if isinstance(v, tuple) else v
                 for k, v in model.critic.config.items()}} if hasattr(model, "critic") else {},
-            "training_data": "HDF training part (RGB), simulate_multiband g,r,i rendered with "
-                             "make_lupton_rgb" + (", --data multi-band sets"
+            "hdf_share": self.hdf_share,
+            "n_simulated": int(self.config.extra.get("n_simulated", 48)),
+            "training_data": f"HDF training part (RGB, {self.hdf_share:.0%} of the patches), "
+                             "simulate_multiband g,r,i rendered with make_lupton_rgb" + (", --data multi-band sets"
                                                   if self.config.data else ""),
         }
 

@@ -22,6 +22,7 @@ import torch
 from ..datasets import ImagePool
 from ..models.denoise import ResidualUNet
 from .loop import TrainTask
+from .loop import initial_model as loop_initial_model
 from .losses import compress, gradient_loss, ssim_index
 
 __all__ = ["DenoiseTask", "initial_model"]
@@ -35,23 +36,10 @@ REAL_SHARE = 0.5
 
 
 def initial_model(config):
-    """The network to train: the ``--init`` model (fine-tuning) or a new `ResidualUNet`.
-
-    ``config.extra["init"]`` is a registry name (``"default"``) or a weights
-    path; the architecture then comes from its model card, so ``--arch`` must
-    not be given with it.
-    """
-    from ..registry import load_model
-
-    init = config.extra.get("init")
+    """The ``--init`` model (fine-tuning) or a new `ResidualUNet` (see `.loop.initial_model`)."""
     architecture = config.extra.get("architecture") or {}
-    if init is None:
-        return ResidualUNet(**{**DEFAULT_ARCHITECTURE, **architecture})
-    if architecture:
-        raise ValueError("--arch and --init exclude each other: fine-tuning keeps the "
-                         "architecture of the initial model's card")
-    module, _ = load_model(init, task="denoise")
-    return module.train()
+    return loop_initial_model(
+        config, "denoise", lambda: ResidualUNet(**{**DEFAULT_ARCHITECTURE, **architecture}))
 
 
 def noise_fraction_limit(progress):

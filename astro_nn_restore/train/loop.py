@@ -116,6 +116,25 @@ class TrainTask:
         return model
 
 
+def initial_model(config, task, new_model):
+    """The network to train: the ``--init`` model (fine-tuning) or ``new_model()``.
+
+    ``config.extra["init"]`` is a registry name (``"default"``) or a weights
+    path of a ``task`` model; the architecture then comes from its model card,
+    so ``--arch`` must not be given with it.
+    """
+    from ..registry import load_model
+
+    init = config.extra.get("init")
+    if init is None:
+        return new_model()
+    if config.extra.get("architecture"):
+        raise ValueError("--arch and --init exclude each other: fine-tuning keeps the "
+                         "architecture of the initial model's card")
+    module, _ = load_model(init, task=task)
+    return module.train()
+
+
 def _batch_rng(seed, step):
     return np.random.default_rng([seed, step])
 
