@@ -186,7 +186,8 @@ def inject(cutout, background, noise, kind, rng):
     return add_ghost(cutout, rng, amplitude=max(0.05 * peak, 2 * noise))[0]
 
 
-def anomaly_table(stack, model):
+def anomaly_table(stack, model, n_simulated):
+    """AUC rows per artefact, overall, and for the simulated / real cutouts apart."""
     rng = np.random.default_rng(2024)
     clean_scores = anomaly_score(stack, model=model)
     bad = stack.data.copy()
@@ -201,7 +202,11 @@ def anomaly_table(stack, model):
     rows = [[kind, int((kinds == kind).sum()),
              roc_auc(clean_scores, bad_scores[kinds == kind])] for kind in ARTEFACTS]
     total = roc_auc(clean_scores, bad_scores)
-    return rows + [["all", len(stack), total]], total
+    simulated = np.arange(len(stack)) < n_simulated
+    parts = [[f"all, {label} cutouts only", int(part.sum()),
+              roc_auc(clean_scores[part], bad_scores[part])]
+             for label, part in (("simulated", simulated), ("real", ~simulated)) if part.any()]
+    return rows + [["all", len(stack), total]] + parts, total
 
 
 def _replace(stack, data):
@@ -292,7 +297,7 @@ def main(argv=None):
                  [label, len(stack), f"PCA ({k} components)", *pc, ""]]
 
     both = _concat([sim, real])
-    anomaly_rows, auc = anomaly_table(both, module)
+    anomaly_rows, auc = anomaly_table(both, module, len(sim))
     ratio, same, different = stability_ratio(sim, sim2, module, np.random.default_rng(5))
 
     figure = Path(args.figure) if args.figure else (

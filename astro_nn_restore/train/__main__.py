@@ -55,7 +55,7 @@ def build_parser():
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
-                                  "(default: 0.6)")
+                                  "(default: 0.9)")
     return parser
 
 
