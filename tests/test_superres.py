@@ -10,7 +10,7 @@ from astropy.wcs import WCS
 
 from astro_nn_restore import ModelLoadError, super_resolve
 from astro_nn_restore.models.superres import SRCNN, SRResNet
-from astro_nn_restore.registry import save_model
+from astro_nn_restore.registry import load_model, save_model
 from astro_nn_restore.superres import flux_policy
 from astro_nn_restore.wcs_utils import pixel_correspondence
 
@@ -231,6 +231,13 @@ def test_training_fine_tunes_an_init_model(tmp_path):
     with pytest.raises(ValueError, match="exclude each other"):
         main(["superres", "--out", str(tmp_path / "c"), "--steps", "1", "--init", str(start),
               "--arch", '{"channels": 4}', *common])
+    assert main(["superres", "--out", str(tmp_path / "d"), "--name", "sr-d", "--steps", "1",
+                 "--init", str(start), "--loss", "mse", *common]) == 0
+    _, card = load_model(tmp_path / "d" / "sr-d.safetensors", task="superres")
+    assert card["loss"].startswith("MSE") and "--loss mse" in card["training"]["command"]
+    first_card = load_model(start, task="superres")[1]
+    assert card["training"]["init"]["sha256"] == first_card["sha256"]
+    assert card["training"]["init"]["training"]["command"] == first_card["training"]["command"]
 
 
 def test_training_draws_real_patches(tmp_path):

@@ -304,8 +304,19 @@ def _export(task, config, model, state, out):
         },
         "validation": _exported_validation(task, state),
     }
+    if config.extra.get("init") is not None:
+        card["training"]["init"] = _init_record(config.extra["init"], task.task)
     card.update(task.calibrate(model))
     return save_model(module, out / f"{name}.safetensors", card)
+
+
+def _init_record(init, task):
+    """What a fine-tuned model started from: name, sha256 and how that was trained."""
+    from ..registry import load_model
+
+    _, card = load_model(init, task=task)
+    return {"model": str(init), "name": card.get("name"), "sha256": card.get("sha256"),
+            "training": card.get("training", {})}
 
 
 def _exported_validation(task, state):
