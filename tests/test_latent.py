@@ -22,6 +22,7 @@ from astro_nn_restore import (
 from astro_nn_restore.latent import CutoutStack, cutout_normalization
 from astro_nn_restore.models import build_model
 from astro_nn_restore.models.autoencoder import CutoutAutoencoder
+from astro_nn_restore.registry import load_model
 from astro_nn_restore.train.__main__ import main as train_main
 
 TINY = dict(size=32, latent_dim=4, channels=(4, 8))
@@ -257,6 +258,12 @@ def test_training_task_exports_loadable_model(tmp_path):
     path = tmp_path / "autoencoder-tiny.safetensors"
     z = encode_latent(np.zeros((2, 32, 32)) + 1.0, model=str(path))
     assert z.shape == (2, 4)
+    # fine-tuning keeps the architecture of the --init model and says where it started
+    tuned = tmp_path / "tuned"
+    args = [a for a in args if a not in ("--arch", '{"latent_dim": 4, "channels": [4, 8]}')]
+    assert train_main([*args[:2], str(tuned), *args[3:], "--init", str(path)]) == 0
+    module, card = load_model(tuned / "autoencoder-tiny.safetensors", task="autoencoder")
+    assert module.latent_dim == 4 and card["training"]["init"]["model"] == str(path)
 
 
 def test_training_samples_are_normalised_like_inference():

@@ -23,7 +23,7 @@ import torch
 from ..datasets import hubble_deep_field
 from ..latent import cutout_normalization
 from ..models.autoencoder import CutoutAutoencoder
-from .loop import TrainTask
+from .loop import TrainTask, initial_model
 from .losses import ssim_index
 
 __all__ = ["AutoencoderTask", "SourcePool"]
@@ -110,7 +110,10 @@ class AutoencoderTask(TrainTask):
         self._validation = None
 
     def build_model(self):
-        return CutoutAutoencoder(**self.arguments)
+        module = initial_model(self.config, self.task,
+                               lambda: CutoutAutoencoder(**self.arguments))
+        self.size = module.size  # an --init model brings its own cutout size
+        return module
 
     def _batch(self, pool, rng, n):
         pairs = [make_sample(pool.cutout(rng, self.size), rng) for _ in range(n)]

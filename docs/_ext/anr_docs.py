@@ -149,16 +149,28 @@ def _card_lines(card, level="-"):
         if not isinstance(value, dict | list):
             continue
         lines += [f".. rubric:: {key}", ""]
-        if isinstance(value, dict) and value and all(
-                not isinstance(v, dict | list) for v in value.values()):
-            rows = [(k, _cell(v)) for k, v in value.items() if k != "command"]
-            lines += _table(rows) if rows else []
-            if "command" in value:
-                lines += ["Training command:", "", ".. code-block:: bash", "",
-                          *_indent(str(value["command"]).split(" && ")), ""]
+        if isinstance(value, dict) and value:
+            lines += _dict_lines(value)
         else:
-            lines += [".. code-block:: json", "", *_indent(json.dumps(value, indent=2)
-                                                            .splitlines()), ""]
+            lines += _json_lines(value)
+    return lines
+
+
+def _json_lines(value):
+    return [".. code-block:: json", "", *_indent(json.dumps(value, indent=2).splitlines()), ""]
+
+
+def _dict_lines(value):
+    """A table of the scalar entries, the training command, then nested entries as JSON."""
+    rows = [(k, _cell(v)) for k, v in value.items()
+            if k != "command" and not isinstance(v, dict | list)]
+    lines = _table(rows) if rows else []
+    if "command" in value:
+        lines += ["Training command:", "", ".. code-block:: bash", "",
+                  *_indent(str(value["command"]).split(" && ")), ""]
+    for k, v in value.items():
+        if isinstance(v, dict | list):
+            lines += [f"``{k}``:", "", *_json_lines(v)]
     return lines
 
 
