@@ -69,6 +69,8 @@ class TrainTask:
     task = "base"
     #: Export the best-validation weights (True) or the final ones (False).
     export_best = True
+    #: What the card says the model was trained on (without ``--data``).
+    training_data = "simulated skies + Hubble Deep Field (training part)"
 
     def __init__(self, config):
         self.config = config
@@ -300,7 +302,7 @@ def _export(task, config, model, state, out):
             "batch_size": config.batch_size,
             "patch_size": config.patch_size,
             "minutes": round(state["minutes"], 1),
-            "data": config.data or "simulated skies + Hubble Deep Field (training part)",
+            "data": config.data or task.training_data,
         },
         "validation": _exported_validation(task, state),
     }

@@ -82,6 +82,9 @@ def _varied_skies(seed, n):
 
 class SuperResTask(TrainTask):
     task = "superres"
+    training_data = (f"simulated skies ({1 - REAL_SHARE:.0%}) + real images ({REAL_SHARE:.0%}: "
+                     "Hubble Deep Field training part, scikit-image's bundled images but the "
+                     "Moon)")
 
     def __init__(self, config):
         super().__init__(config)
