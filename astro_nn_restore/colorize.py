@@ -22,6 +22,7 @@ from functools import partial
 
 import numpy as np
 from astropy import units as u
+from scipy.ndimage import gaussian_filter
 
 from . import chunked
 from ._inference import run_network
@@ -42,9 +43,9 @@ _RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
 _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
-def colorize(data, *, model="default", stretch=None, interval=None, unit=None, tile_size=256,
-             overlap=32, batch_size=4, progress=False, precision="auto", out=None,
-             overwrite=False):
+def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoothing=2.0,
+             unit=None, tile_size=256, overlap=32, batch_size=4, progress=False,
+             precision="auto", out=None, overwrite=False):
     """Add colour to a greyscale astronomical image.
 
     Parameters
@@ -61,6 +62,12 @@ def colorize(data, *, model="default", stretch=None, interval=None, unit=None, t
         finite, unmasked pixels of the whole image (on an evenly strided
         grid of about a million of them for larger images, see
         `~astro_nn_restore.normalize.grid_step`).
+    chroma_smoothing : float
+        Gaussian sigma in pixels applied to the predicted ``a, b`` (not to
+        the lightness) before the RGB is composed; 0 turns it off. Colour
+        changes on the scale of sources, not of pixels: the smoothing removes
+        chroma that follows pixel noise and a period-4 pattern the shipped
+        generator makes on noisy backgrounds.
     unit : unit-like, optional
         Unit for inputs that carry none (only recorded; the output is
         dimensionless).
@@ -112,36 +119,43 @@ def colorize(data, *, model="default", stretch=None, interval=None, unit=None, t
     ((3, 128, 128), (128, 128, 3), 'SqrtStretch', 3)
     """
     stretch, interval = _check_visualization(stretch, interval)
+    if not chroma_smoothing >= 0:
+        raise ValueError(f"chroma_smoothing must be >= 0, got {chroma_smoothing!r}")
     module, card = load_model(model, task="colorize")
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
+    smoothing = float(chroma_smoothing)
     if chunked.is_chunked_input(data, out):
-        return _colorize_chunked(data, unit, module, card, stretch, interval, tiling, out,
-                                 overwrite)
+        return _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, tiling,
+                                 out, overwrite)
     parsed = parse_image(data, allow_color=False, unit=unit)
     limits = lightness_limits(parsed.data, interval, bad=parsed.bad)
     rgb = _colorize_block(parsed.data, parsed.bad, limits=limits, stretch=stretch, module=module,
-                          tiling=tiling)
+                          smoothing=smoothing, tiling=tiling)
     return _repack_rgb(parsed, rgb, card, stretch, interval, limits)
 
 
-def _colorize_block(image, bad, *, limits, stretch, module, tiling):
+def _colorize_block(image, bad, *, limits, stretch, module, smoothing, tiling):
     """(3, ny, nx) float32 RGB of a block, with the whole image's stretch limits."""
     lightness = _lightness(image, bad, limits, stretch)
     chroma = run_network(module, (lightness / 100)[None].astype(np.float32), out_channels=2,
                          **tiling)
+    if smoothing:
+        chroma = gaussian_filter(chroma, (0, smoothing, smoothing), mode="reflect")
     rgb = np.moveaxis(compose_rgb(lightness, np.moveaxis(chroma, 0, -1)), -1, 0)
     rgb[:, ~np.isfinite(image)] = np.nan
     return rgb.astype(np.float32)
 
 
-def _colorize_chunked(data, unit, module, card, stretch, interval, tiling, out, overwrite):
+def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, tiling, out,
+                      overwrite):
     """Dask/memmap input: stretch limits from the whole image, chunks coloured."""
     with chunked.open_lazy(data, unit=unit) as image:
         limits = lightness_limits(image.data, interval, bad=image.bad)
-        depth = chunked.overlap_depth(module, 1, tile_size=tiling["tile_size"], image=image.data)
+        depth = chunked.overlap_depth(module, 1, tile_size=tiling["tile_size"], image=image.data,
+                                      extra=np.ceil(4 * smoothing))  # the Gaussian's reach
         block = partial(_colorize_block, limits=limits, stretch=stretch, module=module,
-                        tiling=tiling)
+                        smoothing=smoothing, tiling=tiling)
         rgb = chunked.map_chunks(block, [image.data, image.bad], depth=depth, leading=3)
         mask = None if image.mask is None else chunked.broadcast_planes(image.mask, 3)
         return _repack_rgb(image, rgb, card, stretch, interval, limits, mask=mask, out=out,

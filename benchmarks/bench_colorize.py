@@ -29,6 +29,7 @@ reference on a held-out HDF crop) goes to ``docs/_static/colorize_example.png``
 """
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
@@ -188,6 +189,8 @@ def report_lines(args, card, images, skipped, rows, mean_chroma, hdf_share):
              "- input: the reference's Lab L (LinearStretch over ManualInterval(0, 100)), so "
              "every method has the reference's lightness; ΔE00 = mean CIEDE2000 "
              "(skimage.color.deltaE_ciede2000); PSNR on RGB in [0, 1] (data range 1)",
+             "- colorize is called with its defaults otherwise (chroma_smoothing = "
+             f"{inspect.signature(colorize).parameters['chroma_smoothing'].default} px)",
              f"- figure: {args.figure}", ""]
     lines += [f"- `{name}`: {text}" for name, text, _ in images]
     if skipped:

@@ -345,3 +345,24 @@ def test_pool_draws_the_hdf_with_the_asked_share():
     for share in (1.0, -0.1):
         with pytest.raises(ValueError, match="hdf_share"):
             ColorPool.build(seed=0, n_simulated=1, hdf_share=share)
+
+
+def test_chroma_smoothing_keeps_lightness_and_removes_pixel_chroma(image):
+    from skimage.color import rgb2lab
+
+    from astro_nn_restore.models.colorize import ColorGenerator
+
+    torch.manual_seed(0)
+    net = ColorGenerator(channels=(8, 16))
+    for parameter in net.parameters():  # a generator whose chroma follows pixel noise
+        parameter.data.normal_(0, 0.3)
+    raw = rgb2lab(rgb_image(colorize(image, model=net, chroma_smoothing=0)).astype(float))
+    smooth = rgb2lab(rgb_image(colorize(image, model=net)).astype(float))
+    np.testing.assert_allclose(smooth[..., 0], raw[..., 0], atol=2e-3)  # L untouched
+
+    def pixel_scale(lab):
+        return np.abs(np.diff(lab[..., 1:], axis=1)).mean()
+
+    assert pixel_scale(smooth) < 0.5 * pixel_scale(raw)
+    with pytest.raises(ValueError, match="chroma_smoothing"):
+        colorize(image, model=net, chroma_smoothing=-1)
