@@ -258,8 +258,8 @@ class ColorizeTask(TrainTask):
             "hdf_share": self.hdf_share,
             "n_simulated": int(self.config.extra.get("n_simulated", 48)),
             "training_data": f"HDF training part (RGB, {self.hdf_share:.0%} of the patches), "
-                             "simulate_multiband g,r,i rendered with make_lupton_rgb" + (", --data multi-band sets"
-                                                  if self.config.data else ""),
+                             "simulate_multiband g,r,i rendered with make_lupton_rgb"
+                             + (", --data multi-band sets" if self.config.data else ""),
         }
 
 
