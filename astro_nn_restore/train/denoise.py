@@ -87,6 +87,8 @@ def noisy_normalised(observed, clean, sigma0, lo, span, rng):
 
 class DenoiseTask(TrainTask):
     task = "denoise"
+    training_data = (f"simulated skies ({1 - REAL_SHARE:.0%}) + Hubble Deep Field training part "
+                     f"({REAL_SHARE:.0%} of the patches)")
 
     def __init__(self, config):
         super().__init__(config)
