@@ -85,10 +85,11 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
     `~astropy.nddata.CCDData`
         Shape (3, ny, nx): R, G, B planes in [0, 1], dimensionless; the
         input's WCS with a band axis (`~astro_nn_restore.wcs_utils.add_band_axis`);
-        header with provenance, ``BAND1..3 = R, G, B`` and the stretch
+        header with provenance, ``BAND1..3 = R, G, B``, the stretch
         (``ANR_STR``, ``ANR_INT``, limits ``ANR_VMIN``/``ANR_VMAX`` in the
-        input's unit); the input's mask repeated on each plane; NaN/inf input
-        pixels are NaN in every plane; no uncertainty. Use `rgb_image` for
+        input's unit) and the chroma smoothing (``ANR_CSM``); the input's
+        mask repeated on each plane; NaN/inf input pixels are NaN in every
+        plane; no uncertainty. Use `rgb_image` for
         an (ny, nx, 3) array to display. Written to FITS, the file has no
         BUNIT (dimensionless): read it back with
         ``CCDData.read(path, unit=u.dimensionless_unscaled)``. With a plain
@@ -132,7 +133,7 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
     limits = lightness_limits(parsed.data, interval, bad=parsed.bad)
     rgb = _colorize_block(parsed.data, parsed.bad, limits=limits, stretch=stretch, module=module,
                           smoothing=smoothing, tiling=tiling)
-    return _repack_rgb(parsed, rgb, card, stretch, interval, limits)
+    return _repack_rgb(parsed, rgb, card, stretch, interval, limits, smoothing)
 
 
 def _colorize_block(image, bad, *, limits, stretch, module, smoothing, tiling):
@@ -158,8 +159,8 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, ti
                         smoothing=smoothing, tiling=tiling)
         rgb = chunked.map_chunks(block, [image.data, image.bad], depth=depth, leading=3)
         mask = None if image.mask is None else chunked.broadcast_planes(image.mask, 3)
-        return _repack_rgb(image, rgb, card, stretch, interval, limits, mask=mask, out=out,
-                           overwrite=overwrite)
+        return _repack_rgb(image, rgb, card, stretch, interval, limits, smoothing, mask=mask,
+                           out=out, overwrite=overwrite)
 
 
 def _check_visualization(stretch, interval):
@@ -288,8 +289,8 @@ def compose_rgb(lightness, chroma):
     return lab2rgb(np.concatenate([lightness[..., None], chroma], axis=-1))
 
 
-def _repack_rgb(parsed, rgb, card, stretch, interval, limits, *, mask=None, out=None,
-                overwrite=False):
+def _repack_rgb(parsed, rgb, card, stretch, interval, limits, smoothing, *, mask=None,
+                out=None, overwrite=False):
     if mask is None and parsed.mask is not None:
         mask = np.broadcast_to(parsed.mask, rgb.shape).copy()
     history = [f"colorize: L = 100 * {type(stretch).__name__}({type(interval).__name__}(data)), "
@@ -302,7 +303,8 @@ def _repack_rgb(parsed, rgb, card, stretch, interval, limits, *, mask=None, out=
     keys.update(ANR_STR=(type(stretch).__name__, "colorize stretch to Lab L"),
                 ANR_INT=(type(interval).__name__, "colorize interval"),
                 ANR_VMIN=(limits[0], "interval lower limit (input unit)"),
-                ANR_VMAX=(limits[1], "interval upper limit (input unit)"))
+                ANR_VMAX=(limits[1], "interval upper limit (input unit)"),
+                ANR_CSM=(smoothing, "colorize chroma smoothing sigma (pixels)"))
     if hasattr(rgb, "chunks"):
         return chunked.finish(parsed, rgb, operation="colorize", model_card=card, out=out,
                               overwrite=overwrite, wcs=wcs, unit=u.dimensionless_unscaled,

@@ -67,6 +67,9 @@ def packaged_images(names=PACKAGED_IMAGES):
 
     from ._color import split_luminance
 
+    unknown = sorted(set(names) - set(PACKAGED_IMAGES))
+    if unknown:  # other scikit-image data sets are downloaded on first use
+        raise ValueError(f"not bundled with scikit-image: {unknown}; use {PACKAGED_IMAGES}")
     images = []
     for name in names:
         image = getattr(data, name)().astype(np.float32) / 255.0

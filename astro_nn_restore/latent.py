@@ -509,7 +509,8 @@ def anomaly_score(data, *, model="default", model_error=0.05, unit=None, batch_s
     Returns
     -------
     float or ndarray
-        One score per cutout (a float for one cutout).
+        One score per cutout (a float for one cutout); NaN for a cutout
+        with no good pixel.
 
     Examples
     --------

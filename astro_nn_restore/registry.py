@@ -17,8 +17,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["ModelLoadError", "available_models", "load_model", "save_model", "read_card",
-           "weights_dir"]
+__all__ = ["ModelLoadError", "available_models", "find_card", "load_model", "save_model",
+           "read_card", "weights_dir"]
 
 TASKS = ("denoise", "deblur", "superres", "autoencoder", "colorize")
 
@@ -72,6 +72,17 @@ def read_card(path):
     if missing:
         raise ModelLoadError(f"model card {path} lacks {sorted(missing)}")
     return card
+
+
+def find_card(model="default", *, task=None):
+    """The model card of a registry name or weights path, without loading the weights.
+
+    Examples
+    --------
+    >>> find_card("default", task="superres")["architecture"]
+    'SRResNet'
+    """
+    return read_card(_resolve_paths(model, task)[1])
 
 
 def _resolve_paths(model, task):

@@ -244,6 +244,8 @@ def test_anomaly_score_ignores_masked_pixels(rng):
     stack.mask[0, 5, 5] = True
     # one pixel fewer in the statistics (~0.3 %), the 1e6 outlier ignored (it would give ~1e5)
     assert anomaly_score(stack, model=module)[0] == pytest.approx(clean_score[0], rel=1e-2)
+    stack.mask[0] = True  # nothing left to score
+    assert np.isnan(anomaly_score(stack, model=module)[0])
     assert isinstance(stack, CutoutStack)
 
 

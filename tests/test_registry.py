@@ -220,3 +220,15 @@ def test_safetensors_holds_only_tensors(saved):
     n = int(np.frombuffer(data[:8], dtype="<u8")[0])
     header = json.loads(data[8 : 8 + n])
     assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
+
+
+def test_find_card_reads_the_card_alone(tmp_path):
+    from astro_nn_restore.registry import ModelLoadError, find_card
+
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"not read")
+    card = {"task": "superres", "architecture": "SRCNN", "arguments": {}, "sha256": "0" * 64}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    assert find_card(weights, task="superres") == card  # the weights are not opened
+    with pytest.raises(ModelLoadError, match="no model"):
+        find_card(tmp_path / "absent.safetensors", task="superres")

@@ -52,9 +52,6 @@ def build_parser():
                                   "or a weights path) instead of starting from scratch")
         if name == "denoise":
             _add_denoise_options(sub)
-        if name == "superres":
-            sub.add_argument("--loss", choices=["l1", "mse"], default=None,
-                             help="l1 (default) or mse (squared errors: a final stage)")
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
@@ -111,7 +108,7 @@ def main(argv=None):
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
-    for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share", "loss"):
+    for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

@@ -314,9 +314,9 @@ def _export(task, config, model, state, out):
 
 def _init_record(init, task):
     """What a fine-tuned model started from: name, sha256 and how that was trained."""
-    from ..registry import load_model
+    from ..registry import find_card
 
-    _, card = load_model(init, task=task)
+    card = find_card(init, task=task)  # the weights were checked when training began
     return {"model": str(init), "name": card.get("name"), "sha256": card.get("sha256"),
             "training": card.get("training", {})}
 

@@ -21,8 +21,7 @@ relative to each patch's peak (bright cores, which dominate PSNR).
 
 Pick the architecture with ``--arch``: ``'{"name": "srcnn"}'`` trains SRCNN;
 other keys are the architecture's arguments (``'{"channels": 48}'``).
-``--init MODEL`` fine-tunes a trained model instead; ``--loss mse`` swaps
-both L1 terms for squared errors (a short final stage for PSNR).
+``--init MODEL`` fine-tunes a trained model instead.
 """
 
 import numpy as np
@@ -47,8 +46,6 @@ FWHM_RANGE = (1.2, 5.0)
 #: superres-default 0.1.dev drew ~1 % and gained +3 dB over SRCNN on simulated
 #: skies but only 0-0.4 dB on real images.
 REAL_SHARE = 0.3
-LOSSES = {"l1": "L1(asinh) + 100 L1 / patch peak",
-          "mse": "MSE(asinh) + 1e4 MSE / patch peak^2"}
 #: scikit-image's Moon is kept out of training: real-image validation.
 VALIDATION_IMAGE = "moon"
 
@@ -93,10 +90,6 @@ class SuperResTask(TrainTask):
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
         self.arch_name, self.cls = ARCHITECTURES[name]
-        self.loss_name = config.extra.get("loss", "l1")
-        if self.loss_name not in LOSSES:
-            raise ValueError(f"unknown superres loss {self.loss_name!r}: use one of "
-                             f"{sorted(LOSSES)}")
         self.arguments = {"factor": FACTOR, **arch}
         self.real = ImagePool.build(seed=config.seed, folder=config.data, n_simulated=0)
         self.real.images.extend(
@@ -119,12 +112,8 @@ class SuperResTask(TrainTask):
 
     def loss(self, prediction, target, step):
         peak = target.abs().amax(dim=(1, 2, 3), keepdim=True) + 1.0
-        error = prediction - target
-        if self.loss_name == "mse":  # a short final stage: PSNR is an MSE
-            return (compress(prediction) - compress(target)).pow(2).mean() + \
-                1e4 * (error / peak).pow(2).mean()
-        return (compress(prediction) - compress(target)).abs().mean() + \
-            100 * (error.abs() / peak).mean()
+        relative = ((prediction - target).abs() / peak).mean()
+        return (compress(prediction) - compress(target)).abs().mean() + 100 * relative
 
     def validation_batches(self):
         if self._validation is None:
@@ -149,7 +138,7 @@ class SuperResTask(TrainTask):
             "degradation": f"coarse_detector: block mean {model.factor}x{model.factor} + "
                            f"Gaussian noise {NOISE_RANGE[0]:g}-{NOISE_RANGE[1]:g} of range; "
                            f"skies FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px; 30% extra blur",
-            "loss": LOSSES[self.loss_name],
+            "loss": "L1(asinh) + 100 L1 / patch peak",
             "block_consistent": bool(model.project),
             "real_share": REAL_SHARE,
         }
