@@ -6,7 +6,8 @@
   that training never sees and benchmarks use.
 * Other real images bundled with scikit-image (`packaged_images`): the Moon,
   fluorescence microscopy of cells, a retina, textures and photographs, for
-  tasks that learn fine structure of any kind (super-resolution).
+  tasks that learn fine structure of any kind (denoising, deblurring,
+  super-resolution); the Moon (`VALIDATION_IMAGE`) is kept for validation.
 * A user's folder of FITS files, read through `ccdproc.ImageFileCollection`.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["hubble_deep_field", "packaged_images", "fits_folder_images", "ImagePool",
-           "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES"]
+           "describe_real_share", "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES", "VALIDATION_IMAGE"]
 
 #: Columns of the Hubble Deep Field at or right of this one are held out.
 HDF_SPLIT_COLUMN = 750
@@ -50,6 +51,20 @@ def hubble_deep_field(part="train", *, color=False):
 
 #: scikit-image images bundled with the package (no download), besides the HDF.
 PACKAGED_IMAGES = ("moon", "cell", "retina", "coins", "camera", "grass", "gravel", "brick")
+#: The packaged image no training task draws from: real-image validation.
+VALIDATION_IMAGE = "moon"
+
+
+def describe_real_share(share):
+    """The training-data line of a model card for tasks drawing from `ImagePool.real`.
+
+    Examples
+    --------
+    >>> describe_real_share(0.3)[:40]
+    'simulated skies (70%) + real images (30%'
+    """
+    return (f"simulated skies ({1 - share:.0%}) + real images ({share:.0%}: Hubble Deep Field "
+            f"training part, scikit-image's bundled images but the Moon)")
 
 
 def packaged_images(names=PACKAGED_IMAGES):
@@ -103,32 +118,61 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     return images
 
 
-@dataclass
+@dataclass(eq=False)
 class ImagePool:
-    """A list of clean 2-D images to draw random training patches from."""
+    """Clean images, (ny, nx) or (ny, nx, channels), to draw random training patches from.
+
+    ``weights`` (default: equal) are the relative chances of each image to be
+    drawn.
+    """
 
     images: list = field(default_factory=list)
+    weights: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.weights is not None:
+            weights = np.asarray(self.weights, dtype=float)
+            self.weights = weights / weights.sum()
+
+    def random_index(self, rng):
+        """Index of a random image, drawn according to ``weights``."""
+        if self.weights is None:
+            return int(rng.integers(len(self.images)))
+        return int(rng.choice(len(self.images), p=self.weights))
 
     @classmethod
-    def build(cls, *, seed, n_simulated=64, sim_shape=(256, 256), use_hdf=True, folder=None,
-              hdf_part="train"):
-        """Simulated skies, HDF tiles and a user's FITS folder."""
+    def simulated(cls, *, seed, n, shape=(256, 256)):
+        """``n`` noiseless simulated skies (`~astro_nn_restore.simulate.simulate_sky`)."""
         from .simulate import simulate_sky
 
-        images = [
-            np.asarray(simulate_sky(sim_shape, seed=seed * 100_003 + i).clean.data, np.float32)
-            for i in range(n_simulated)
-        ]
-        if use_hdf:
-            images.append(hubble_deep_field(hdf_part))
+        return cls([np.asarray(simulate_sky(shape, seed=seed * 100_003 + i).clean.data,
+                               np.float32) for i in range(n)])
+
+    @classmethod
+    def real(cls, *, folder=None):
+        """Real training images: HDF training part, packaged images, a FITS folder.
+
+        Every `packaged_images` but the `VALIDATION_IMAGE`; ``folder`` is read
+        with `fits_folder_images`.
+        """
+        images = [hubble_deep_field("train")]
+        images += packaged_images([n for n in PACKAGED_IMAGES if n != VALIDATION_IMAGE])
         if folder is not None:
             images.extend(fits_folder_images(folder))
         return cls(images)
 
+    @classmethod
+    def validation(cls):
+        """The real-image validation pool: `VALIDATION_IMAGE` alone."""
+        return cls(packaged_images([VALIDATION_IMAGE]))
+
     def random_crop(self, rng, size):
-        """A (size, size) crop from a random image (reflect-padded if small), randomly flipped."""
-        image = self.images[rng.integers(len(self.images))]
-        pad = [(0, max(0, size - n)) for n in image.shape]
+        """A random crop, (size, size) or (size, size, channels), randomly rotated and flipped.
+
+        Images smaller than ``size`` are reflect-padded first.
+        """
+        image = self.images[self.random_index(rng)]
+        pad = [(0, max(0, size - n)) for n in image.shape[:2]] + [(0, 0)] * (image.ndim - 2)
         if any(p for _, p in pad):
             image = np.pad(image, pad, mode="reflect")
         y = rng.integers(image.shape[0] - size + 1)

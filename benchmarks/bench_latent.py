@@ -228,6 +228,9 @@ def corner_plot(z, labels, path):
 
     d = z.shape[1]
     colours = {"star": "tab:blue", "galaxy": "tab:orange", "real": "tab:green"}
+    # axes span the 2-98th percentiles (padded): a few real outliers would squash the rest
+    lo, hi = np.percentile(z, [2, 98], axis=0)
+    limits = np.stack([lo - 0.3 * (hi - lo), hi + 0.3 * (hi - lo)], axis=1)
     fig, axes = plt.subplots(d, d, figsize=(1.6 * d, 1.6 * d))
     for i in range(d):
         for j in range(d):
@@ -240,16 +243,19 @@ def corner_plot(z, labels, path):
             for label, colour in colours.items():
                 sel = labels == label
                 if i == j:
-                    ax.hist(z[sel, i], bins=20, histtype="step", color=colour, density=True)
+                    ax.hist(z[sel, i], bins=30, range=tuple(limits[i]), histtype="step",
+                            color=colour, density=True)
                 else:
                     ax.scatter(z[sel, j], z[sel, i], s=3, color=colour, alpha=0.6, label=label)
+                    ax.set_ylim(*limits[i])
+                ax.set_xlim(*limits[j])
             if i == d - 1:
                 ax.set_xlabel(f"z{j}")
             if j == 0:
                 ax.set_ylabel(f"z{i}")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colours.items()]
     fig.legend(handles=handles, loc="upper right", title="source type")
-    fig.suptitle("Autoencoder latents of held-out cutouts")
+    fig.suptitle("Autoencoder latents of held-out cutouts (axes: 2-98th percentiles, padded)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

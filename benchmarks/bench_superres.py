@@ -275,10 +275,19 @@ def report(args, labels, rows, flux, counts, astro, speed):
         lines.append(f"| {name} | " + " | ".join(f"{scores[m]:.2f}" for m in methods) + " |")
     median = {m: float(np.median([s[m] for _, s in rows])) for m in methods}
     lines.append("| **median** | " + " | ".join(f"**{median[m]:.2f}**" for m in methods) + " |")
-    gain_b, gain_s = median["default"] - median["bicubic"], median["default"] - median["srcnn"]
-    lines += ["",
-              f"- default - bicubic = {gain_b:+.2f} dB (target >= +1.0): {_mark(gain_b >= 1.0)}",
-              f"- default - SRCNN = {gain_s:+.2f} dB (target >= +0.5): {_mark(gain_s >= 0.5)}", ""]
+    lines += ["", "Targets, read two ways: the difference of the column medians above, and the "
+              "median over images of the per-image gain (paired, as the denoise and deblur "
+              "benchmarks report it). The column medians fall on different images for "
+              "different methods, so the two readings can disagree.", "",
+              "| comparison | target | median(default) - median(other) | median of per-image "
+              "gain | images won |", "|---|---|---|---|---|"]
+    for other, target in (("bicubic", 1.0), ("srcnn", 0.5)):
+        gains = [s["default"] - s[other] for _, s in rows]
+        of_medians, paired = median["default"] - median[other], float(np.median(gains))
+        lines.append(f"| default - {other} | >= +{target} dB | {of_medians:+.2f} dB "
+                     f"{_mark(of_medians >= target)} | {paired:+.2f} dB {_mark(paired >= target)}"
+                     f" | {sum(g > 0 for g in gains)}/{len(gains)} |")
+    lines.append("")
     lines += flux_section(flux, counts) + astrometry_section(astro) + speed_section(speed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")

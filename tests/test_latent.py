@@ -277,3 +277,18 @@ def test_training_samples_are_normalised_like_inference():
     assert inputs.shape == target.shape == (1, 32, 32)
     assert inputs.max() == pytest.approx(1.0)  # peak scale, as cutout_normalization gives
     assert abs(float(np.median(target[0, :4]))) < 0.2  # background near 0
+
+
+def test_training_skies_have_varied_psfs():
+    """Each simulated training sky is drawn with its own PSF (real stars are not all alike)."""
+    from astro_nn_restore.simulate import simulate_sky
+    from astro_nn_restore.train.autoencoder import PSF_FWHM_RANGE, SourcePool, training_psf
+
+    pool = SourcePool.build(seed=0, n_simulated=3, use_hdf=False, shape=(64, 64))
+    for i, image in enumerate(pool.images):
+        expected = simulate_sky((64, 64), seed=i, psf=training_psf(0, i)).clean.data
+        np.testing.assert_array_equal(image, expected.astype(np.float32))
+    # FWHM from the area above half maximum, pi (FWHM / 2)^2
+    fwhm = [2 * np.sqrt((k >= k.max() / 2).sum() / np.pi) for k in
+            (training_psf(0, i) for i in range(40))]
+    assert min(fwhm) < PSF_FWHM_RANGE[0] + 1.0 and max(fwhm) > PSF_FWHM_RANGE[1] - 1.0

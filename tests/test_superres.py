@@ -239,20 +239,6 @@ def test_training_fine_tunes_an_init_model(tmp_path):
     assert card["training"]["init"]["training"]["command"] == first_card["training"]["command"]
 
 
-def test_training_draws_real_patches(tmp_path):
-    from astro_nn_restore.datasets import PACKAGED_IMAGES, ImagePool
-    from astro_nn_restore.train import TASKS, TrainConfig
-    from astro_nn_restore.train.superres import REAL_SHARE
-
-    config = TrainConfig(out=str(tmp_path), patch_size=32, extra={"n_simulated": 1})
-    task = TASKS["superres"]()(config)
-    assert len(task.real.images) == len(PACKAGED_IMAGES)  # HDF + scikit-image's but the Moon
-    task.real, task.simulated = ImagePool([np.ones((40, 40))]), ImagePool([np.zeros((40, 40))])
-    rng = np.random.default_rng(0)
-    share = np.mean([task._crop(rng, 32).mean() for _ in range(1000)])
-    assert share == pytest.approx(REAL_SHARE, abs=0.05)
-
-
 def test_spitzer_surface_brightness_and_wcs(shared_data, tiny_path):
     path = shared_data / "glimpse_irac_psf" / "spitzer_example_image.fits"
     with fits.open(path) as hdul:

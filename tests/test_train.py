@@ -137,3 +137,73 @@ def test_export_takes_best_validation_weights(tmp_path, export_best):
         assert weight > 0.09
         assert card["validation"]["step"] == 20
     assert card["training"]["steps"] == 20
+
+
+@pytest.mark.parametrize("task_name", ["denoise", "deblur", "superres"])
+def test_training_draws_real_patches(tmp_path, task_name):
+    """Real images (HDF + scikit-image's but the Moon) in REAL_SHARE of the patches."""
+    import importlib
+
+    from astro_nn_restore.datasets import PACKAGED_IMAGES, ImagePool
+    from astro_nn_restore.train import TASKS
+
+    share = importlib.import_module(f"astro_nn_restore.train.{task_name}").REAL_SHARE
+    config = TrainConfig(out=str(tmp_path), patch_size=32, extra={"n_simulated": 1})
+    task = TASKS[task_name]()(config)
+    assert len(task.real.images) == len(PACKAGED_IMAGES)  # HDF + all but the Moon
+    moon = ImagePool.validation().images[0]
+    assert not any(image.shape == moon.shape and np.array_equal(image, moon)
+                   for image in task.real.images)
+    task.real, task.simulated = ImagePool([np.ones((99, 99))]), ImagePool([np.zeros((99, 99))])
+    rng = np.random.default_rng(0)
+    crop = (lambda: task._crop(rng)) if task_name == "denoise" else (lambda: task._crop(rng, 32))
+    assert np.mean([crop().mean() for _ in range(1000)]) == pytest.approx(share, abs=0.05)
+
+
+def test_deblur_fine_tuning_applies_every_stage_from_the_start(tmp_path):
+    from astro_nn_restore.train import TASKS
+
+    tasks = {init: TASKS["deblur"]()(TrainConfig(out=str(tmp_path), steps=100,
+                                                 extra={"n_simulated": 1, "init": init}))
+             for init in (None, "default")}
+    assert [tasks[None]._stage(s) for s in (0, 50, 56, 99)] == [1, 2, 3, 3]
+    assert [tasks["default"]._stage(s) for s in (0, 99)] == [3, 3]
+    assert tasks["default"].arguments == load_model("default", task="deblur")[1]["arguments"]
+
+
+def test_deblur_fine_tuning_loss_has_every_term_at_step_zero(tmp_path):
+    from astro_nn_restore.train import TASKS
+
+    tasks = [TASKS["deblur"]()(TrainConfig(out=str(tmp_path), steps=100,
+                                           extra={"n_simulated": 1, "init": init}))
+             for init in (None, "default")]
+    target = torch.zeros(2, 1, 8, 8)
+    prediction = target + 1.0  # a flux error of 1 and an RMSE of 1 per patch
+    scratch, fine_tuning = (task.loss(prediction, target, 0) for task in tasks)
+    assert float(fine_tuning - scratch) == pytest.approx(0.3 + 0.5, rel=1e-5)
+
+
+def test_resume_must_repeat_init(tmp_path):
+    assert main(_train_args(tmp_path, 2)) == 0
+    start = tmp_path / "denoise-tiny.safetensors"
+    with pytest.raises(ValueError, match="must repeat the run's --init"):
+        main([*_train_args(tmp_path, 4, "--resume", "--init", str(start))])
+
+
+def test_pools_draw_the_same_samples_as_before_the_image_pool_refactor():
+    """Sums of the first samples of ColorPool, ImagePool and SourcePool, recorded with the
+    code before they shared `ImagePool`: the shipped cards' commands still reproduce."""
+    from astro_nn_restore.datasets import ImagePool, hubble_deep_field
+    from astro_nn_restore.train.autoencoder import SourcePool
+    from astro_nn_restore.train.colorize import ColorPool
+
+    lightness, chroma = ColorPool.build(seed=0, n_simulated=2, hdf_share=0.9).sample(
+        np.random.default_rng(5), 64)
+    assert (float(lightness.sum()), float(chroma.sum())) == pytest.approx(
+        (240.93785, -1865.2561), rel=1e-6)
+    pool = ImagePool(ImagePool.simulated(seed=0, n=2).images + [hubble_deep_field("train")])
+    assert float(pool.random_crop(np.random.default_rng(6), 64).sum()) == pytest.approx(
+        413091.875, rel=1e-6)
+    sources = SourcePool.build(seed=0, n_simulated=2)
+    assert float(sources.cutout(np.random.default_rng(7), 32).sum()) == pytest.approx(
+        101470.97, rel=1e-6)

@@ -46,7 +46,7 @@ def build_parser():
                          help='architecture arguments, e.g. \'{"channels": [16, 32]}\'')
         sub.add_argument("--n-simulated", type=int, default=96,
                          help="simulated skies in the training pool (default: 96)")
-        if name in ("denoise", "superres", "autoencoder"):
+        if name in ("denoise", "deblur", "superres", "autoencoder"):
             sub.add_argument("--init", default=None, metavar="MODEL",
                              help="fine-tune this model (registry name such as 'default', "
                                   "or a weights path) instead of starting from scratch")

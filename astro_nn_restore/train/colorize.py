@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..datasets import ImagePool
 from ..models.colorize import ColorizeGAN, critic_inputs
 from .loop import TrainTask
 
@@ -99,17 +100,8 @@ def folder_rgb(folder, seed):
     return images
 
 
-class ColorPool:
-    """RGB images (float32, (ny, nx, 3) in [0, 1]) to draw Lab patches from.
-
-    ``weights`` (default equal) are the relative chances of each image to be
-    drawn.
-    """
-
-    def __init__(self, images, weights=None):
-        self.images = images
-        weights = np.ones(len(images)) if weights is None else np.asarray(weights, float)
-        self.weights = weights / weights.sum()
+class ColorPool(ImagePool):
+    """RGB images (float32, (ny, nx, 3) in [0, 1]) to draw Lab patches from."""
 
     @classmethod
     def build(cls, *, seed, n_simulated=48, use_hdf=True, hdf_share=HDF_SHARE, folder=None):
@@ -120,11 +112,9 @@ class ColorPool:
         if not 0 <= hdf_share < 1:
             raise ValueError(f"hdf_share must be in [0, 1), got {hdf_share!r}")
         images = [simulated_rgb(seed * 100_003 + i) for i in range(n_simulated)]
-        weights = [1.0] * n_simulated
         if folder is not None:
-            extra = folder_rgb(folder, seed)
-            images += extra
-            weights += [1.0] * len(extra)
+            images += folder_rgb(folder, seed)
+        weights = [1.0] * len(images)
         if use_hdf:
             images.append(hubble_deep_field("train", color=True))
             weights.append(len(weights) * hdf_share / (1 - hdf_share) if weights else 1.0)
@@ -134,16 +124,7 @@ class ColorPool:
         """``(L / 100 (1, size, size), ab (2, size, size))`` of a random flipped crop."""
         from skimage.color import rgb2lab
 
-        image = self.images[rng.choice(len(self.images), p=self.weights)]
-        pad = [(0, max(0, size - n)) for n in image.shape[:2]] + [(0, 0)]
-        if any(p for _, p in pad):
-            image = np.pad(image, pad, mode="reflect")
-        y = rng.integers(image.shape[0] - size + 1)
-        x = rng.integers(image.shape[1] - size + 1)
-        crop = np.rot90(image[y : y + size, x : x + size], k=rng.integers(4))
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        lab = rgb2lab(np.ascontiguousarray(crop, dtype=np.float64))
+        lab = rgb2lab(self.random_crop(rng, size).astype(np.float64))
         return (lab[None, ..., 0] / 100).astype(np.float32), \
             np.moveaxis(lab[..., 1:], -1, 0).astype(np.float32)
 

@@ -2,9 +2,11 @@
 
 Clean images: simulated skies (`astro_nn_restore.simulate.simulate_sky`)
 whose own PSF FWHM (1.3-4 px), star and galaxy counts vary, a third of them
-with diffuse log-normal nebulosity added; the training part of the Hubble
-Deep Field (drawn in about a quarter of the samples); and a user's FITS
-folder (``--data``). None of the benchmark images is used.
+with diffuse log-normal nebulosity added; and, in a share `REAL_SHARE` of the
+samples, real images (`~astro_nn_restore.datasets.ImagePool.real`: the
+training part of the Hubble Deep Field, scikit-image's bundled images but the
+Moon, and a user's FITS folder, ``--data``). None of the benchmark images is
+used; the Moon is part of the validation set.
 
 Each sample: a clean patch is blurred (`astro_nn_restore.degrade.blur`) with
 a PSF from `astro_nn_restore.simulate.random_psf` (Moffat beta 2-5 and
@@ -35,6 +37,9 @@ Richardson-Lucy everywhere but in the brightest 1-10 % of the pixels. The
 RMSE's gradient points where the squared error is, with a magnitude that
 does not depend on the image's scale.
 
+Fine-tuning (``--init MODEL``) starts from a trained model, which has been
+through the curriculum: all three stages apply from the first step.
+
 Loss: Charbonnier on the asinh-compressed images (the network's output
 domain) plus 0.02 times the Charbonnier in linear noise units, so bright star
 cores, which dominate PSNR and photometry, also count. Start with
@@ -45,18 +50,18 @@ what was used.
 import numpy as np
 import torch
 
-from ..datasets import ImagePool, hubble_deep_field
+from ..datasets import ImagePool, describe_real_share, hubble_deep_field
 from ..deblur import psf_stamp, wiener_prefilter
 from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
 from ..models.deblur import compress as compress_output
 from ..simulate import random_psf, simulate_sky
 from .denoise import noisy_normalised
-from .loop import TrainTask
+from .loop import TrainTask, initial_model, model_arguments
 from .losses import charbonnier
 
 __all__ = ["DeblurTask", "make_blurred_sample", "NOISE_RANGE", "FWHM_RANGE", "HIDE_PSF",
-           "STAGE2_START", "STAGE3_START"]
+           "STAGE2_START", "STAGE3_START", "REAL_SHARE"]
 
 DEFAULT_ARCHITECTURE = dict(channels=(32, 64, 128), blocks=2, dilations=(2, 4), space_to_depth=2,
                             features=24, embed_dim=32, wiener_lambdas=(0.02, 0.002))
@@ -66,18 +71,22 @@ NOISE_RANGE = (0.0015, 0.04)
 FWHM_RANGE = (1.2, 5.5)
 #: Probability of hiding the PSF from the network (blind training).
 HIDE_PSF = 0.3
-#: Fraction of the steps after which the second stage (own noise, flux term) starts.
+#: Fraction of the steps after which the second stage (own noise, flux term) starts
+#: (0 when fine-tuning with ``--init``).
 STAGE2_START = 0.5
-#: Fraction of the steps after which the third stage (RMSE term) starts.
+#: Fraction of the steps after which the third stage (RMSE term) starts (0 when
+#: fine-tuning).
 STAGE3_START = 0.55
-#: Share of samples with own noise after `STAGE2_START`.
+#: Share of samples with own noise in the second stage.
 OWN_NOISE_PROBABILITY = 0.5
 #: Own-noise sigma over the added noise sigma (log-uniform range).
 OWN_NOISE_RATIO = (0.2, 5.0)
 #: Extra pixels around a patch blurred with it, cropped afterwards.
 _MARGIN = 24
-#: Share of samples drawn from the Hubble Deep Field.
-_HDF_SHARE = 0.25
+#: Share of samples drawn from real images. deblur-default 0.1.dev drew 25 % from
+#: the HDF alone and lost to Richardson-Lucy on real images (its card, in the
+#: git history of astro_nn_restore/weights/deblur-default.json).
+REAL_SHARE = 0.5
 
 
 def _nebula(rng, shape, amplitude):
@@ -151,25 +160,32 @@ def _stack(samples):
 
 class DeblurTask(TrainTask):
     task = "deblur"
+    training_data = describe_real_share(REAL_SHARE)
 
     def __init__(self, config):
         super().__init__(config)
-        self.arguments = {**DEFAULT_ARCHITECTURE, **config.extra.get("architecture", {})}
+        self.arguments = model_arguments(config, self.task, DEFAULT_ARCHITECTURE)
         self.lambdas = tuple(self.arguments["wiener_lambdas"])
+        self.fine_tuning = config.extra.get("init") is not None
+        self.stage_starts = (0.0, 0.0) if self.fine_tuning else (STAGE2_START, STAGE3_START)
         n = config.extra.get("n_simulated", 96)
         self.simulated = ImagePool(simulated_pool(config.seed, n))
-        self.real = ImagePool.build(seed=config.seed, n_simulated=0, folder=config.data)
+        self.real = ImagePool.real(folder=config.data)
         self._validation = None
 
     def build_model(self):
-        return DeblurUNet(**self.arguments)
+        return initial_model(self.config, self.task, lambda: DeblurUNet(**self.arguments))
+
+    def _stage(self, step):
+        """1, 2 or 3: the curriculum stage of ``step``."""
+        return 1 + sum(step >= start * self.config.steps for start in self.stage_starts)
 
     def _crop(self, rng, size):
-        pool = self.real if rng.random() < _HDF_SHARE else self.simulated
+        pool = self.real if rng.random() < REAL_SHARE else self.simulated
         return pool.random_crop(rng, size + 2 * _MARGIN).astype(np.float64)
 
     def batch(self, step, rng):
-        late = step >= STAGE2_START * self.config.steps
+        late = self._stage(step) >= 2
         samples = [make_blurred_sample(
             self._crop(rng, self.config.patch_size), rng, hide=rng.random() < HIDE_PSF,
             own_noise=late and rng.random() < OWN_NOISE_PROBABILITY, wiener_lambdas=self.lambdas)
@@ -179,17 +195,22 @@ class DeblurTask(TrainTask):
     def loss(self, prediction, target, step):
         compressed = charbonnier(compress_output(prediction), compress_output(target))
         loss = compressed + 0.02 * charbonnier(prediction, target)
-        if step is not None and step >= STAGE2_START * self.config.steps:
+        stage = 1 if step is None else self._stage(step)
+        if stage >= 2:
             loss = loss + 0.3 * (prediction - target).mean(dim=(1, 2, 3)).abs().mean()
-        if step is not None and step >= STAGE3_START * self.config.steps:
+        if stage >= 3:
             loss = loss + 0.5 * (prediction - target).pow(2).mean(dim=(1, 2, 3)).sqrt().mean()
         return loss
 
     def validation_batches(self):
-        """Fixed pairs from skies of other seeds: with the PSF at two noise levels, and blind."""
+        """Fixed pairs: with the PSF at two noise levels, and blind.
+
+        From skies of other seeds, the HDF held-out part and the Moon.
+        """
         if self._validation is None:
             seed = self.config.seed + 7919
-            pool = ImagePool(simulated_pool(seed, 12) + [hubble_deep_field("heldout")])
+            pool = ImagePool(simulated_pool(seed, 12) + [hubble_deep_field("heldout")]
+                             + ImagePool.validation().images)
             rng = np.random.default_rng([seed, 424242])
             self._validation = [
                 _stack([make_blurred_sample(pool.random_crop(rng, 128 + 2 * _MARGIN)
@@ -215,17 +236,25 @@ class DeblurTask(TrainTask):
             "blind_range": f"the psf_family (PSF hidden in {HIDE_PSF:.0%} of training samples)",
             "noise_range": f"{NOISE_RANGE[0]:.4f}-{NOISE_RANGE[1]:.2f} of the 0.5-99.9 "
                            "percentile range; Gaussian and Poisson+Gaussian",
-            "own_noise": f"second stage (from {STAGE2_START:.0%} of the steps), "
-                         f"{OWN_NOISE_PROBABILITY:.0%} of the clean images carry white noise "
-                         "of their own "
+            "own_noise": f"{self._second_stage_text()}, {OWN_NOISE_PROBABILITY:.0%} of the "
+                         "clean images carry white noise of their own "
                          f"({OWN_NOISE_RATIO[0]}-{OWN_NOISE_RATIO[1]} x the added sigma) "
                          "before the blur",
             "loss": "Charbonnier(asinh-compressed) + 0.02 Charbonnier(noise units); second "
                     "stage + 0.3 |mean(output - truth)| per patch; third stage + 0.5 RMSE "
                     "per patch",
-            "stages": {"2": STAGE2_START, "3": STAGE3_START},
+            "stages": {"2": self.stage_starts[0], "3": self.stage_starts[1],
+                       **({"note": "fine-tuning (training.init): every stage from step 0"}
+                          if self.fine_tuning else {})},
+            "real_share": REAL_SHARE,
             "flux": "made exact after the network by deblur.conserve_flux",
         }
+
+    def _second_stage_text(self):
+        if self.fine_tuning:
+            return ("fine-tuning run: from the first step (the init model had it from "
+                    f"{STAGE2_START:.0%} of its steps)")
+        return f"second stage (from {STAGE2_START:.0%} of the steps)"
 
     def calibrate(self, model):
         """Median |total flux error| of the raw network (before `conserve_flux`).

@@ -137,6 +137,16 @@ def initial_model(config, task, new_model):
     return module.train()
 
 
+def model_arguments(config, task, defaults):
+    """Architecture arguments: the ``--init`` model's card's, else ``defaults`` + ``--arch``."""
+    from ..registry import find_card
+
+    init = config.extra.get("init")
+    if init is None:
+        return {**defaults, **config.extra.get("architecture", {})}
+    return find_card(init, task=task)["arguments"]
+
+
 def _batch_rng(seed, step):
     return np.random.default_rng([seed, step])
 
@@ -195,6 +205,7 @@ def fit(task, config):
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_resume_init(out, config)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -215,6 +226,21 @@ def fit(task, config):
     if task.export_best:
         _load_best(model, out, state)
     return _export(task, config, model, state, out)
+
+
+def _check_resume_init(out, config):
+    """A resumed run must name the same ``--init`` model as the run it continues.
+
+    The init model decides the architecture, the card's ``training.init`` and,
+    for some tasks, the curriculum.
+    """
+    saved = out / "config.json"
+    if not (config.resume and saved.exists()):
+        return
+    before = json.loads(saved.read_text()).get("extra", {}).get("init")
+    if before != config.extra.get("init"):
+        raise ValueError(f"--resume must repeat the run's --init ({before!r}), "
+                         f"got {config.extra.get('init')!r}")
 
 
 def _first_command(out, config):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from ..datasets import PACKAGED_IMAGES, ImagePool, packaged_images
+from ..datasets import ImagePool, describe_real_share
 from ..degrade import coarse_detector
 from ..models.superres import SRCNN, SRResNet
 from ..normalize import estimate_normalization
@@ -46,8 +46,6 @@ FWHM_RANGE = (1.2, 5.0)
 #: superres-default 0.1.dev drew ~1 % and gained +3 dB over SRCNN on simulated
 #: skies but only 0-0.4 dB on real images.
 REAL_SHARE = 0.3
-#: scikit-image's Moon is kept out of training: real-image validation.
-VALIDATION_IMAGE = "moon"
 
 
 def make_pair(fine, rng, *, factor=FACTOR, noise_fraction=None):
@@ -79,9 +77,7 @@ def _varied_skies(seed, n):
 
 class SuperResTask(TrainTask):
     task = "superres"
-    training_data = (f"simulated skies ({1 - REAL_SHARE:.0%}) + real images ({REAL_SHARE:.0%}: "
-                     "Hubble Deep Field training part, scikit-image's bundled images but the "
-                     "Moon)")
+    training_data = describe_real_share(REAL_SHARE)
 
     def __init__(self, config):
         super().__init__(config)
@@ -91,9 +87,7 @@ class SuperResTask(TrainTask):
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
         self.arch_name, self.cls = ARCHITECTURES[name]
         self.arguments = {"factor": FACTOR, **arch}
-        self.real = ImagePool.build(seed=config.seed, folder=config.data, n_simulated=0)
-        self.real.images.extend(
-            packaged_images([n for n in PACKAGED_IMAGES if n != VALIDATION_IMAGE]))
+        self.real = ImagePool.real(folder=config.data)
         self.simulated = ImagePool(_varied_skies(config.seed, config.extra.get("n_simulated", 96)))
         self._validation = None
 
@@ -118,7 +112,7 @@ class SuperResTask(TrainTask):
     def validation_batches(self):
         if self._validation is None:
             simulated = ImagePool(_varied_skies(self.config.seed + 7919, 16))
-            real = ImagePool(packaged_images([VALIDATION_IMAGE]))
+            real = ImagePool.validation()
             rng = np.random.default_rng([self.config.seed, 424242])
             factor = self.arguments["factor"]
             self._validation = [
