@@ -193,6 +193,7 @@ def _check_exported(out, name, mode, folder):
     module, card = load_model(weights, task="denoise")
     assert card["self_supervised"]["mode"] == mode
     assert card["self_supervised"]["data"] == str(folder)
+    assert card["training"]["data"] == f"the frames in {folder} alone ({mode}, self-supervised)"
     assert card["training"]["command"].startswith("python -m astro_nn_restore.train denoise")
     assert f"--self-supervised {mode}" in card["training"]["command"]
     frame = fits.getdata(folder / "frame0.fits")

@@ -207,3 +207,10 @@ def test_pools_draw_the_same_samples_as_before_the_image_pool_refactor():
     sources = SourcePool.build(seed=0, n_simulated=2)
     assert float(sources.cutout(np.random.default_rng(7), 32).sum()) == pytest.approx(
         101470.97, rel=1e-6)
+
+
+def test_card_data_names_the_folder_beside_the_built_in_data(tmp_path):
+    config = TrainConfig(out=str(tmp_path), data="/data/stacks")
+    task = TrainTask(config)
+    assert task.data_description() == (f"{TrainTask.training_data} + FITS folder /data/stacks")
+    assert TrainTask(TrainConfig(out=str(tmp_path))).data_description() == TrainTask.training_data

@@ -72,6 +72,11 @@ class TrainTask:
     #: What the card says the model was trained on (without ``--data``).
     training_data = "simulated skies + Hubble Deep Field (training part)"
 
+    def data_description(self):
+        """The card's ``training.data``: `training_data`, plus the ``--data`` folder."""
+        folder = self.config.data
+        return self.training_data + (f" + FITS folder {folder}" if folder else "")
+
     def __init__(self, config):
         self.config = config
 
@@ -328,7 +333,7 @@ def _export(task, config, model, state, out):
             "batch_size": config.batch_size,
             "patch_size": config.patch_size,
             "minutes": round(state["minutes"], 1),
-            "data": config.data or task.training_data,
+            "data": task.data_description(),
         },
         "validation": _exported_validation(task, state),
     }

@@ -212,6 +212,9 @@ class _SelfSupervisedTask(TrainTask):
                              "inside the frames' common footprint; use a smaller --patch-size")
         self._validation = None
 
+    def data_description(self):
+        return f"the frames in {self.config.data} alone ({self.mode}, self-supervised)"
+
     def _build_samples(self):
         raise NotImplementedError
 
