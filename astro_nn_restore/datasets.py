@@ -64,7 +64,7 @@ def describe_real_share(share):
     'simulated skies (70%) + real images (30%'
     """
     return (f"simulated skies ({1 - share:.0%}) + real images ({share:.0%}: Hubble Deep Field "
-            f"training part, scikit-image's bundled images but the Moon)")
+            f"training part, scikit-image's bundled images but the {VALIDATION_IMAGE.title()})")
 
 
 def packaged_images(names=PACKAGED_IMAGES):

@@ -485,13 +485,14 @@ def anomaly_score(data, *, model="default", model_error=0.05, unit=None, batch_s
     median and divided by its robust spread (1.4826 MAD) where that exceeds 1,
     so a stored noise that is too small does not flag a whole image. The score
     is the largest of three statistics of ``chi`` over the good pixels, each
-    divided by its median on pure noise of the same cutout size:
+    about 1 on pure noise:
 
     * the RMS (a misfit spread over the cutout: unusual objects, ghosts);
-    * the largest ``|chi|`` (cosmic rays, hot pixels);
+    * the largest ``|chi|`` (cosmic rays, hot pixels), divided by its median
+      on pure noise of the same cutout size;
     * the largest straight-line sum ``|sum chi| / sqrt(n)`` of the Radon
       transform (satellite trails, bad columns, saturation bleeds), taken
-      inside the circle inscribed in the cutout.
+      inside the circle inscribed in the cutout, divided likewise.
 
     Pure noise scores about 1.1 (the largest of three statistics whose
     medians are 1).

@@ -169,6 +169,9 @@ def test_deblur_fine_tuning_applies_every_stage_from_the_start(tmp_path):
     assert [tasks[None]._stage(s) for s in (0, 50, 56, 99)] == [1, 2, 3, 3]
     assert [tasks["default"]._stage(s) for s in (0, 99)] == [3, 3]
     assert tasks["default"].arguments == load_model("default", task="deblur")[1]["arguments"]
+    with pytest.raises(ValueError, match="exclude each other"):  # before any data is built
+        TASKS["deblur"]()(TrainConfig(out=str(tmp_path), extra={
+            "n_simulated": 1, "init": "default", "architecture": {"features": 8}}))
 
 
 def test_deblur_fine_tuning_loss_has_every_term_at_step_zero(tmp_path):
@@ -214,3 +217,29 @@ def test_card_data_names_the_folder_beside_the_built_in_data(tmp_path):
     task = TrainTask(config)
     assert task.data_description() == (f"{TrainTask.training_data} + FITS folder /data/stacks")
     assert TrainTask(TrainConfig(out=str(tmp_path))).data_description() == TrainTask.training_data
+
+
+def test_denoise_calibration_separates_simulated_and_moon_batches(tmp_path):
+    """The shipped ratio comes from noise-free simulated references; the Moon's is apart."""
+    from astro_nn_restore.train import TASKS
+
+    task = TASKS["denoise"]()(TrainConfig(out=str(tmp_path), extra={"n_simulated": 1}))
+
+    class Identity(torch.nn.Module):  # the noisy input: residual = the added noise
+        def forward(self, inputs):
+            return inputs[:, :1]
+
+    calibration = task.calibrate(Identity())["calibration"]
+    assert calibration["residual_sigma_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert calibration["residual_sigma_ratio_moon"] == pytest.approx(1.0, abs=0.1)
+
+    class Zero(torch.nn.Module):  # residual = the clean image: Moon and skies differ
+        def forward(self, inputs):
+            return torch.zeros_like(inputs[:, :1])
+
+    stds = [float((-target[:, 0] / inputs[:, 1]).std())
+            for inputs, target in task.validation_batches()]
+    calibration = task.calibrate(Zero())["calibration"]
+    assert calibration["residual_sigma_ratio"] == pytest.approx(np.median(stds[:2]), rel=1e-3)
+    assert calibration["residual_sigma_ratio_moon"] == pytest.approx(np.median(stds[2:]),
+                                                                     rel=1e-3)

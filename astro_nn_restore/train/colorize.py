@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datasets import ImagePool
+from ..datasets import ImagePool, hubble_deep_field
 from ..models.colorize import ColorizeGAN, critic_inputs
 from .loop import TrainTask
 
@@ -105,10 +105,11 @@ class ColorPool(ImagePool):
 
     @classmethod
     def build(cls, *, seed, n_simulated=48, use_hdf=True, hdf_share=HDF_SHARE, folder=None):
-        """Simulated skies, the HDF training part (drawn with probability
-        ``hdf_share``) and a user's multi-band sets (``folder``)."""
-        from ..datasets import hubble_deep_field
+        """Simulated skies, the HDF training part and a user's multi-band sets.
 
+        The HDF is drawn with probability ``hdf_share``; the other images share
+        the rest equally.
+        """
         if not 0 <= hdf_share < 1:
             raise ValueError(f"hdf_share must be in [0, 1), got {hdf_share!r}")
         images = [simulated_rgb(seed * 100_003 + i) for i in range(n_simulated)]

@@ -132,12 +132,9 @@ def initial_model(config, task, new_model):
     """
     from ..registry import load_model
 
-    init = config.extra.get("init")
+    init = _init_model_name(config)
     if init is None:
         return new_model()
-    if config.extra.get("architecture"):
-        raise ValueError("--arch and --init exclude each other: fine-tuning keeps the "
-                         "architecture of the initial model's card")
     module, _ = load_model(init, task=task)
     return module.train()
 
@@ -146,10 +143,19 @@ def model_arguments(config, task, defaults):
     """Architecture arguments: the ``--init`` model's card's, else ``defaults`` + ``--arch``."""
     from ..registry import find_card
 
-    init = config.extra.get("init")
+    init = _init_model_name(config)
     if init is None:
         return {**defaults, **config.extra.get("architecture", {})}
     return find_card(init, task=task)["arguments"]
+
+
+def _init_model_name(config):
+    """``--init`` (or None); refused together with ``--arch``."""
+    init = config.extra.get("init")
+    if init is not None and config.extra.get("architecture"):
+        raise ValueError("--arch and --init exclude each other: fine-tuning keeps the "
+                         "architecture of the initial model's card")
+    return init
 
 
 def _batch_rng(seed, step):

@@ -38,7 +38,7 @@ from .losses import compress
 
 __all__ = ["SuperResTask", "make_pair"]
 
-ARCHITECTURES = {"default": ("SRResNet", SRResNet), "srcnn": ("SRCNN", SRCNN)}
+ARCHITECTURES = {"default": SRResNet, "srcnn": SRCNN}
 FACTOR = 2
 NOISE_RANGE = (3e-4, 0.1)
 FWHM_RANGE = (1.2, 5.0)
@@ -85,7 +85,7 @@ class SuperResTask(TrainTask):
         name = arch.pop("name", "default")
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
-        self.arch_name, self.cls = ARCHITECTURES[name]
+        self.cls = ARCHITECTURES[name]
         self.arguments = {"factor": FACTOR, **arch}
         self.real = ImagePool.real(folder=config.data)
         self.simulated = ImagePool(_varied_skies(config.seed, config.extra.get("n_simulated", 96)))
