@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["hubble_deep_field", "packaged_images", "fits_folder_images", "ImagePool",
-           "describe_real_share", "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES", "VALIDATION_IMAGE"]
+           "describe_real_share", "sky_psf", "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES",
+           "VALIDATION_IMAGE"]
 
 #: Columns of the Hubble Deep Field at or right of this one are held out.
 HDF_SPLIT_COLUMN = 750
@@ -118,6 +119,35 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     return images
 
 
+def _add_diffuse(image, background, share, rng):
+    """``image`` plus diffuse emission with probability ``share``."""
+    from .simulate import diffuse_emission
+
+    if rng.random() >= share:
+        return image
+    level = np.percentile(image - background, 99) * rng.uniform(0.05, 0.5)
+    return image + diffuse_emission(rng, image.shape, max(level, 1.0))
+
+
+def sky_psf(seed, index, fwhm_range):
+    """The PSF of simulated training sky ``index`` of a pool built with ``seed``.
+
+    A `~astro_nn_restore.simulate.random_psf` (Moffat, elliptical Gaussian or
+    Airy) with FWHM in ``fwhm_range`` pixels, from its own random stream, so
+    the sky's sources do not depend on whether it has a varied PSF.
+
+    Examples
+    --------
+    >>> from astro_nn_restore.datasets import sky_psf
+    >>> kernel = sky_psf(0, 3, (1.2, 6.0))
+    >>> bool(abs(kernel.sum() - 1) < 1e-9)
+    True
+    """
+    from .simulate import random_psf
+
+    return random_psf(np.random.default_rng([seed, index, 4711]), fwhm_range=fwhm_range)
+
+
 @dataclass(eq=False)
 class ImagePool:
     """Clean images, (ny, nx) or (ny, nx, channels), to draw random training patches from.
@@ -141,12 +171,27 @@ class ImagePool:
         return int(rng.choice(len(self.images), p=self.weights))
 
     @classmethod
-    def simulated(cls, *, seed, n, shape=(256, 256)):
-        """``n`` noiseless simulated skies (`~astro_nn_restore.simulate.simulate_sky`)."""
+    def simulated(cls, *, seed, n, shape=(256, 256), fwhm_range=None, diffuse_share=0.0):
+        """``n`` noiseless simulated skies (`~astro_nn_restore.simulate.simulate_sky`).
+
+        With ``fwhm_range``, sky ``i`` has its own PSF, `sky_psf` ``(seed, i,
+        fwhm_range)``; without, every sky has simulate_sky's default Moffat.
+        A share ``diffuse_share`` of the skies (drawn per sky, from its own
+        random stream) gets `~astro_nn_restore.simulate.diffuse_emission` at
+        5-50 % of its 99th-percentile source level.
+        """
         from .simulate import simulate_sky
 
-        return cls([np.asarray(simulate_sky(shape, seed=seed * 100_003 + i).clean.data,
-                               np.float32) for i in range(n)])
+        images = []
+        for i in range(n):
+            psf = None if fwhm_range is None else sky_psf(seed, i, fwhm_range)
+            sky = simulate_sky(shape, seed=seed * 100_003 + i, psf=psf)
+            image = np.asarray(sky.clean.data, np.float64)
+            if diffuse_share:
+                image = _add_diffuse(image, sky.background, diffuse_share,
+                                     np.random.default_rng([seed, i, 2718]))
+            images.append(image.astype(np.float32))
+        return cls(images)
 
     @classmethod
     def real(cls, *, folder=None):

@@ -38,6 +38,7 @@ from .degrade import add_cosmic_rays, add_hot_pixels, add_poisson_gaussian_noise
 __all__ = [
     "BAND_WAVELENGTHS",
     "SimulatedMultiband",
+    "diffuse_emission",
     "SimulatedSky",
     "psf_airy",
     "psf_gaussian",
@@ -253,6 +254,42 @@ def psf_airy(radius, *, size=None):
     ((25, 25), 1.0)
     """
     return _profile_stamps(_airy_profile(radius), size)
+
+
+def diffuse_emission(rng, shape, amplitude):
+    """Log-normal diffuse emission (nebulosity) with a power-law spectrum (index -3).
+
+    Parameters
+    ----------
+    rng : `numpy.random.Generator`
+        Source of random numbers.
+    shape : (int, int)
+        Image shape.
+    amplitude : float
+        Median level of the emission (image units).
+
+    Returns
+    -------
+    emission : `numpy.ndarray`
+        Positive everywhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_nn_restore.simulate import diffuse_emission
+    >>> field = diffuse_emission(np.random.default_rng(0), (64, 64), 10.0)
+    >>> field.shape, bool((field > 0).all())
+    ((64, 64), True)
+    """
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.rfftfreq(shape[1])[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = 1.0
+    spectrum = k**-1.5 * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+    spectrum[0, 0] = 0
+    field = np.fft.irfft2(spectrum, shape)
+    field = (field - field.mean()) / field.std()
+    return amplitude * np.exp(rng.uniform(0.7, 1.5) * field)
 
 
 def random_psf(rng, *, fwhm_range=(1.5, 5.0), size=None):

@@ -292,3 +292,59 @@ def test_training_skies_have_varied_psfs():
     fwhm = [2 * np.sqrt((k >= k.max() / 2).sum() / np.pi) for k in
             (training_psf(0, i) for i in range(40))]
     assert min(fwhm) < PSF_FWHM_RANGE[0] + 1.0 and max(fwhm) > PSF_FWHM_RANGE[1] - 1.0
+
+
+def test_latent_consistency_is_scale_free_and_zero_for_identical_draws():
+    from astro_nn_restore.train.autoencoder import latent_consistency
+
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randn(32, 8, generator=generator)
+    second = first + 0.1 * torch.randn(32, 8, generator=generator)
+    value = float(latent_consistency(first, second))
+    assert float(latent_consistency(first, first)) == 0.0
+    assert 0 < value < 0.05
+    # stretching the latent space does not change it (the encoder cannot cheat by scaling)
+    assert float(latent_consistency(10 * first, 10 * second)) == pytest.approx(value, rel=1e-5)
+    # unrelated draws: about 1
+    other = torch.randn(32, 8, generator=generator)
+    assert 0.5 < float(latent_consistency(first, other)) < 1.5
+
+
+def test_consistency_training_pairs_two_noise_draws_of_one_cutout(tmp_path):
+    import copy
+
+    from astro_nn_restore.train.autoencoder import AutoencoderTask, latent_consistency
+    from astro_nn_restore.train.loop import TrainConfig, training_autocast
+
+    config = TrainConfig(out=str(tmp_path), batch_size=8,
+                         extra={"consistency_weight": 0.5, "n_simulated": 2,
+                                "architecture": {"latent_dim": 4, "channels": [4, 8]}})
+    task = AutoencoderTask(config)
+    (first, target1), (second, target2) = task._paired_batch(np.random.default_rng(1))
+    assert first.shape == second.shape == (4, 1, 32, 32)
+    # same clean cutouts (targets agree up to the per-draw normalisation), new noise
+    for a, b in zip(target1.numpy(), target2.numpy(), strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+    assert not torch.equal(first, second)
+    # the step's loss is the reconstruction loss of both draws plus the weighted term
+    model = task.build_model()
+    before = copy.deepcopy(model)
+    loss = task.train_step(model, task.optimizer(model), 0, np.random.default_rng(2))
+    (first, target1), (second, target2) = task._paired_batch(np.random.default_rng(2))
+    with torch.no_grad(), training_autocast(config.precision):
+        latents = before.encode(torch.cat([first, second]))
+        prediction = before.decode(latents)
+    expected = (task.loss(prediction.float(), torch.cat([target1, target2]), 0)
+                + 0.5 * latent_consistency(*latents.float().chunk(2)))
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_consistency_weight_must_be_finite_and_not_negative(tmp_path, weight):
+    from astro_nn_restore.train.autoencoder import AutoencoderTask
+    from astro_nn_restore.train.loop import TrainConfig
+
+    config = TrainConfig(out=str(tmp_path), extra={"consistency_weight": weight,
+                                                   "n_simulated": 1})
+    with pytest.raises(ValueError, match="consistency_weight"):
+        AutoencoderTask(config)

@@ -257,3 +257,25 @@ def test_packaged_images_refuse_data_that_would_be_downloaded():
 
     with pytest.raises(ValueError, match="not bundled"):
         packaged_images(["eagle"])
+
+
+@pytest.mark.parametrize("arch", [{"channels": 4, "blocks": 1, "factor": 4},
+                                  {"name": "srcnn", "features": [4, 4], "factor": 4}])
+def test_fine_tuning_keeps_the_init_models_factor_and_kind(tmp_path, arch):
+    """A x4 (or SRCNN) init model is fine-tuned as itself, not as the default x2 SRResNet."""
+    import json
+
+    from astro_nn_restore.train.__main__ import main
+
+    common = ["--batch-size", "2", "--patch-size", "32", "--val-every", "1", "--threads", "1",
+              "--checkpoint-every", "1", "--precision", "fp32", "--n-simulated", "1"]
+    assert main(["superres", "--out", str(tmp_path / "a"), "--name", "sr-a", "--steps", "1",
+                 "--arch", json.dumps(arch), *common]) == 0
+    start = tmp_path / "a" / "sr-a.safetensors"
+    assert main(["superres", "--out", str(tmp_path / "b"), "--name", "sr-b", "--steps", "1",
+                 "--init", str(start), *common]) == 0
+    module, card = load_model(tmp_path / "b" / "sr-b.safetensors", task="superres")
+    first = load_model(start, task="superres")[1]
+    assert card["factor"] == module.factor == 4
+    assert card["architecture"] == first["architecture"]
+    assert super_resolve(np.ones((8, 8)), model=module, factor=4).shape == (32, 32)

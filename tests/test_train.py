@@ -243,3 +243,35 @@ def test_denoise_calibration_separates_simulated_and_moon_batches(tmp_path):
     assert calibration["residual_sigma_ratio"] == pytest.approx(np.median(stds[:2]), rel=1e-3)
     assert calibration["residual_sigma_ratio_moon"] == pytest.approx(np.median(stds[2:]),
                                                                      rel=1e-3)
+
+
+def test_simulated_pools_with_varied_psfs():
+    """Denoise skies each get their own PSF (real images do not share one)."""
+    from astro_nn_restore.datasets import ImagePool, sky_psf
+    from astro_nn_restore.simulate import simulate_sky
+    from astro_nn_restore.train.denoise import PSF_FWHM_RANGE, DenoiseTask
+
+    pool = ImagePool.simulated(seed=4, n=2, shape=(64, 64), fwhm_range=(1.2, 6.0))
+    for i, image in enumerate(pool.images):
+        expected = simulate_sky((64, 64), seed=4 * 100_003 + i, psf=sky_psf(4, i, (1.2, 6.0)))
+        np.testing.assert_array_equal(image, expected.clean.data.astype(np.float32))
+    fwhm = {round(2 * np.sqrt((k >= k.max() / 2).sum() / np.pi), 2)
+            for k in (sky_psf(4, i, (1.2, 6.0)) for i in range(10))}
+    assert len(fwhm) > 5
+    config = TrainConfig(out="unused", seed=4, extra={"n_simulated": 2})
+    denoise = DenoiseTask(config)
+    varied = ImagePool.simulated(seed=4, n=2, fwhm_range=PSF_FWHM_RANGE)
+    for a, b in zip(denoise.simulated.images, varied.images, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_simulated_pool_diffuse_emission_is_added_to_the_same_skies():
+    from astro_nn_restore.datasets import ImagePool
+
+    plain = ImagePool.simulated(seed=2, n=3, shape=(64, 64), fwhm_range=(1.2, 6.0)).images
+    every = ImagePool.simulated(seed=2, n=3, shape=(64, 64), fwhm_range=(1.2, 6.0),
+                                diffuse_share=1.0).images
+    for a, b in zip(plain, every, strict=True):
+        extra = b - a
+        assert (extra > 0).all()  # positive emission on top of the same sources
+        assert extra.std() > 0.05 * extra.mean()  # structured, not a constant offset

@@ -52,6 +52,10 @@ def build_parser():
                                   "or a weights path) instead of starting from scratch")
         if name == "denoise":
             _add_denoise_options(sub)
+        if name == "autoencoder":
+            sub.add_argument("--consistency-weight", type=float, default=None,
+                             help="weight of the latent-consistency term between two noise "
+                                  "draws of each cutout (default: 0, off)")
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
@@ -108,7 +112,8 @@ def main(argv=None):
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
-    for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share"):
+    for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share",
+                   "consistency_weight"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

@@ -16,7 +16,10 @@ units, so the autoencoder also learns to ignore the noise (a denoising
 autoencoder), which keeps latents stable between noise draws.
 
 Loss: MSE + ``ssim_weight`` (default 0.1, ``config.extra["ssim_weight"]``)
-times (1 - SSIM).
+times (1 - SSIM). With ``consistency_weight`` > 0 (``--consistency-weight``),
+each batch holds half as many clean cutouts, each with two noise draws, and
+the loss adds that weight times `latent_consistency` of the two draws' latents:
+the latent then depends on the source, not on its noise.
 """
 
 from dataclasses import dataclass, field
@@ -24,14 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..datasets import ImagePool, hubble_deep_field
+from ..datasets import ImagePool, hubble_deep_field, sky_psf
 from ..latent import cutout_normalization
 from ..models.autoencoder import CutoutAutoencoder
-from ..simulate import random_psf, simulate_sky
-from .loop import TrainTask, initial_model, model_arguments
+from ..simulate import simulate_sky
+from .loop import TrainTask, initial_model, model_arguments, training_autocast
 from .losses import ssim_index
 
-__all__ = ["AutoencoderTask", "SourcePool", "training_psf"]
+__all__ = ["AutoencoderTask", "SourcePool", "latent_consistency", "training_psf"]
 
 DEFAULT_ARCHITECTURE = dict(size=32, latent_dim=8, channels=(32, 64, 96, 128))
 SNR_RANGE = (5.0, 2000.0)
@@ -44,8 +47,8 @@ PSF_FWHM_RANGE = (1.2, 6.0)
 
 
 def training_psf(seed, index):
-    """The PSF kernel of simulated training sky ``index`` (`random_psf`, `PSF_FWHM_RANGE`)."""
-    return random_psf(np.random.default_rng([seed, index, 4711]), fwhm_range=PSF_FWHM_RANGE)
+    """The PSF kernel of simulated training sky ``index`` (`sky_psf`, `PSF_FWHM_RANGE`)."""
+    return sky_psf(seed, index, PSF_FWHM_RANGE)
 
 
 @dataclass(eq=False)
@@ -107,6 +110,24 @@ def make_sample(clean, rng):
     return norm.forward(noisy[None]), norm.forward(clean[None])
 
 
+def latent_consistency(first, second):
+    """Squared latent distance between two noise draws over that of different sources.
+
+    Mean ``|z1 - z2|**2`` of the pairs, divided by twice the summed batch
+    variance of the latents (the mean squared distance between two different
+    cutouts), so shrinking or stretching the latent space cannot lower it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.randn(16, 8)
+    >>> float(latent_consistency(z, z))
+    0.0
+    """
+    spread = 2 * torch.cat([first, second]).var(dim=0).sum()
+    return ((first - second) ** 2).sum(dim=1).mean() / spread.clamp_min(1e-12)
+
+
 class AutoencoderTask(TrainTask):
     task = "autoencoder"
 
@@ -115,6 +136,12 @@ class AutoencoderTask(TrainTask):
         self.arguments = model_arguments(config, self.task, DEFAULT_ARCHITECTURE)
         self.size = int(self.arguments["size"])  # an --init model brings its own cutout size
         self.ssim_weight = float(config.extra.get("ssim_weight", 0.1))
+        self.consistency_weight = float(config.extra.get("consistency_weight", 0.0))
+        if not (np.isfinite(self.consistency_weight) and self.consistency_weight >= 0):
+            raise ValueError("consistency_weight must be a finite number >= 0, got "
+                             f"{self.consistency_weight!r}")
+        if self.consistency_weight and config.batch_size < 4:
+            raise ValueError("--consistency-weight needs --batch-size >= 4 (pairs of draws)")
         self.pool = SourcePool.build(seed=config.seed,
                                      n_simulated=config.extra.get("n_simulated", 96))
         self._validation = None
@@ -129,6 +156,29 @@ class AutoencoderTask(TrainTask):
 
     def batch(self, step, rng):
         return self._batch(self.pool, rng, self.config.batch_size)
+
+    def _paired_batch(self, rng):
+        """(first draws, second draws): two noisy versions of the same clean cutouts."""
+        clean = [self.pool.cutout(rng, self.size) for _ in range(self.config.batch_size // 2)]
+        first = [make_sample(c, rng) for c in clean]
+        second = [make_sample(c, rng) for c in clean]
+        return [tuple(torch.from_numpy(np.stack(part)) for part in zip(*draws, strict=True))
+                for draws in (first, second)]
+
+    def train_step(self, model, optimizer, step, rng):
+        if not self.consistency_weight:
+            return super().train_step(model, optimizer, step, rng)
+        (in1, target1), (in2, target2) = self._paired_batch(rng)
+        with training_autocast(self.config.precision):
+            latents = model.encode(torch.cat([in1, in2]))
+            prediction = model.decode(latents)
+        loss = self.loss(prediction.float(), torch.cat([target1, target2]), step)
+        loss = loss + self.consistency_weight * latent_consistency(*latents.float().chunk(2))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_grad)
+        optimizer.step()
+        return loss.item()
 
     def loss(self, prediction, target, step):
         mse = ((prediction - target) ** 2).mean()
@@ -152,5 +202,7 @@ class AutoencoderTask(TrainTask):
                             f"noise at peak S/N {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}",
             "psf_family": "simulate.random_psf per simulated sky, FWHM "
                           f"{PSF_FWHM_RANGE[0]}-{PSF_FWHM_RANGE[1]} px",
-            "loss": f"MSE + {self.ssim_weight:g} (1 - SSIM); clean targets (denoising AE)",
+            "loss": f"MSE + {self.ssim_weight:g} (1 - SSIM); clean targets (denoising AE)"
+                    + (f"; + {self.consistency_weight:g} latent_consistency of two noise "
+                       "draws per cutout" if self.consistency_weight else ""),
         }

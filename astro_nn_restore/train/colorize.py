@@ -43,7 +43,7 @@ import torch
 
 from ..datasets import ImagePool, hubble_deep_field
 from ..models.colorize import ColorizeGAN, critic_inputs
-from .loop import TrainTask
+from .loop import TrainTask, training_autocast
 
 __all__ = ["ColorizeTask", "ColorPool"]
 
@@ -189,7 +189,7 @@ class ColorizeTask(TrainTask):
 
     def _critic_step(self, model, optimizer, lightness, chroma, rng):
         scale = model.generator.chroma_scale
-        with torch.no_grad(), _autocast(self.config.precision):
+        with torch.no_grad(), training_autocast(self.config.precision):
             fake = model.generator(lightness).float()
         real_in = critic_inputs(lightness, chroma, scale)
         fake_in = critic_inputs(lightness, fake, scale)
@@ -201,7 +201,7 @@ class ColorizeTask(TrainTask):
         return float(wasserstein.detach())
 
     def _generator_step(self, model, optimizer, lightness, chroma):
-        with _autocast(self.config.precision):
+        with training_autocast(self.config.precision):
             fake = model.generator(lightness).float()
         l1 = self.loss(fake, chroma, None)
         adversarial = -model.critic(critic_inputs(lightness, fake,
@@ -244,6 +244,3 @@ class ColorizeTask(TrainTask):
                              + (", --data multi-band sets" if self.config.data else ""),
         }
 
-
-def _autocast(precision):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")

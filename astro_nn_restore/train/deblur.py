@@ -55,7 +55,7 @@ from ..deblur import psf_stamp, wiener_prefilter
 from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
 from ..models.deblur import compress as compress_output
-from ..simulate import random_psf, simulate_sky
+from ..simulate import diffuse_emission, random_psf, simulate_sky
 from .denoise import noisy_normalised
 from .loop import TrainTask, initial_model, model_arguments
 from .losses import charbonnier
@@ -89,19 +89,6 @@ _MARGIN = 24
 REAL_SHARE = 0.5
 
 
-def _nebula(rng, shape, amplitude):
-    """Log-normal diffuse emission with a power-law spectrum (index -3)."""
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.rfftfreq(shape[1])[None, :]
-    k = np.hypot(ky, kx)
-    k[0, 0] = 1.0
-    spectrum = k**-1.5 * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
-    spectrum[0, 0] = 0
-    field = np.fft.irfft2(spectrum, shape)
-    field = (field - field.mean()) / field.std()
-    return amplitude * np.exp(rng.uniform(0.7, 1.5) * field)
-
-
 def simulated_pool(seed, n):
     """Varied noiseless skies (own PSF, density, nebulosity) as float32 arrays."""
     images = []
@@ -116,7 +103,7 @@ def simulated_pool(seed, n):
         image = np.asarray(sky.clean.data, dtype=np.float64)
         if rng.random() < 1 / 3:
             level = np.percentile(image - sky.background, 99) * rng.uniform(0.05, 0.5)
-            image = image + _nebula(rng, image.shape, max(level, 1.0))
+            image = image + diffuse_emission(rng, image.shape, max(level, 1.0))
         images.append(image.astype(np.float32))
     return images
 

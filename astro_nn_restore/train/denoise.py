@@ -12,8 +12,13 @@ in the rest.
 Half of the patches come from real images (``REAL_SHARE``: the training part
 of the Hubble Deep Field, scikit-image's bundled images but the Moon, see
 `~astro_nn_restore.datasets.ImagePool.real`, and ``--data``), half from
-simulated skies. Validation: simulated skies of other seeds and the Moon, at
-5 % and 10 % noise.
+simulated skies, each with its own PSF (`~astro_nn_restore.datasets.sky_psf`:
+Moffat, elliptical Gaussian or Airy, FWHM `PSF_FWHM_RANGE`), a share
+`DIFFUSE_SHARE` of them with diffuse emission
+(`~astro_nn_restore.simulate.diffuse_emission`). Cards without ``psf_family``
+are of models whose skies all had one Moffat of FWHM 2.5 px and no diffuse
+emission. Validation: simulated skies of other seeds (drawn the same way) and
+the Moon, at 5 % and 10 % noise.
 
 Loss: L1 in units of the median noise + 0.2 (1 - SSIM on asinh-compressed
 images) + 0.1 gradient L1.
@@ -38,6 +43,10 @@ MIN_FRACTION, START_FRACTION, MAX_FRACTION, RAMP = 0.005, 0.02, 0.30, 0.3
 REAL_SHARE = 0.5
 #: Validation batches: (pool, noise fraction of the range), 8 patches each.
 VALIDATION_SETS = (("simulated", 0.05), ("simulated", 0.10), ("moon", 0.05), ("moon", 0.10))
+#: FWHM range (pixels) of the simulated skies' PSFs.
+PSF_FWHM_RANGE = (1.2, 6.0)
+#: Share of the simulated skies with diffuse emission (nebulae, coronal loops).
+DIFFUSE_SHARE = 1 / 3
 
 
 def initial_model(config):
@@ -97,7 +106,9 @@ class DenoiseTask(TrainTask):
     def __init__(self, config):
         super().__init__(config)
         n_simulated = config.extra.get("n_simulated", 96)
-        self.simulated = ImagePool.simulated(seed=config.seed, n=n_simulated)
+        self.simulated = ImagePool.simulated(seed=config.seed, n=n_simulated,
+                                             fwhm_range=PSF_FWHM_RANGE,
+                                             diffuse_share=DIFFUSE_SHARE)
         self.real = ImagePool.real(folder=config.data)
         self._validation = None
 
@@ -125,7 +136,9 @@ class DenoiseTask(TrainTask):
     def validation_batches(self):
         """Fixed pairs, one batch per entry of `VALIDATION_SETS` (same order)."""
         if self._validation is None:
-            pools = {"simulated": ImagePool.simulated(seed=self.config.seed + 7919, n=16),
+            pools = {"simulated": ImagePool.simulated(seed=self.config.seed + 7919, n=16,
+                                                      fwhm_range=PSF_FWHM_RANGE,
+                                                      diffuse_share=DIFFUSE_SHARE),
                      "moon": ImagePool.validation()}
             rng = np.random.default_rng([self.config.seed, 424242])
             batches = []
@@ -146,6 +159,9 @@ class DenoiseTask(TrainTask):
             "noise_range": f"{MIN_FRACTION:.3f}-{MAX_FRACTION:.2f} of the 0.5-99.9 percentile "
                            "range; Gaussian and Poisson+Gaussian",
             "loss": "L1 + 0.2 (1 - SSIM(asinh)) + 0.1 gradient L1",
+            "psf_family": "datasets.sky_psf per simulated sky, FWHM "
+                          f"{PSF_FWHM_RANGE[0]}-{PSF_FWHM_RANGE[1]} px",
+            "diffuse_share": round(DIFFUSE_SHARE, 3),
             "real_share": REAL_SHARE,
         }
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..registry import save_model
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainTask", "fit"]
+__all__ = ["TrainConfig", "TrainTask", "fit", "training_autocast"]
 
 
 @dataclass
@@ -109,7 +109,7 @@ class TrainTask:
     def train_step(self, model, optimizer, step, rng):
         """One optimisation step; return the training loss (float). GANs override this."""
         inputs, target = self.batch(step, rng)
-        with _autocast(self.config.precision):
+        with training_autocast(self.config.precision):
             prediction = model(inputs)
         loss = self.loss(prediction.float(), target, step)
         optimizer.zero_grad(set_to_none=True)
@@ -162,7 +162,8 @@ def _batch_rng(seed, step):
     return np.random.default_rng([seed, step])
 
 
-def _autocast(precision):
+def training_autocast(precision):
+    """bf16 autocast on the CPU when ``precision == "bf16"``, else a no-op context."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -171,7 +172,7 @@ def _validate(task, model, precision):
 
     model.eval()
     losses, psnrs, ssims = [], [], []
-    with torch.inference_mode(), _autocast(precision):
+    with torch.inference_mode(), training_autocast(precision):
         for inputs, target in task.validation_batches():
             prediction = model(inputs).float()
             losses.append(float(task.loss(prediction, target, step=None)))

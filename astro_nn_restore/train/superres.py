@@ -4,8 +4,10 @@ Pairs are what a detector with 2x larger pixels records
 (`~astro_nn_restore.degrade.coarse_detector`): the fine image (the
 PSF-blurred sky) block-averaged over 2x2 pixels, plus white Gaussian noise of
 0.03-10 % of the coarse patch's 0.5-99.9 percentile range (log-uniform). The fine
-images are simulated skies with a Moffat FWHM drawn log-uniformly in 1.2-5
-fine pixels (so the coarse PSF goes from undersampled to well sampled) and,
+images are simulated skies, each with its own PSF from
+`~astro_nn_restore.simulate.random_psf` (Moffat, elliptical Gaussian or Airy,
+FWHM 1.2-5 fine pixels, so the coarse PSF goes from undersampled to well
+sampled; superres-default 0.1.dev saw round Moffats only) and,
 for a share `REAL_SHARE` of the patches, real images: the training part of
 the Hubble Deep Field, the other images bundled with scikit-image
 (`~astro_nn_restore.datasets.packaged_images`: cells, a retina, textures;
@@ -32,8 +34,8 @@ from ..datasets import ImagePool, describe_real_share
 from ..degrade import coarse_detector
 from ..models.superres import SRCNN, SRResNet
 from ..normalize import estimate_normalization
-from ..simulate import simulate_sky
-from .loop import TrainTask, initial_model
+from ..simulate import random_psf, simulate_sky
+from .loop import TrainTask, initial_model, model_arguments
 from .losses import compress
 
 __all__ = ["SuperResTask", "make_pair"]
@@ -68,11 +70,11 @@ def _stack(pairs):
 
 
 def _varied_skies(seed, n):
-    """Simulated clean skies with PSF widths spread over `FWHM_RANGE`."""
+    """Simulated clean skies, each with its own `random_psf` over `FWHM_RANGE`."""
     rng = np.random.default_rng([seed, 31337])
-    fwhms = np.exp(rng.uniform(*np.log(FWHM_RANGE), size=n))
-    return [np.asarray(simulate_sky((256, 256), seed=seed * 100_003 + i, fwhm=fwhm).clean.data,
-                       np.float32) for i, fwhm in enumerate(fwhms)]
+    return [np.asarray(simulate_sky((256, 256), seed=seed * 100_003 + i,
+                                    psf=random_psf(rng, fwhm_range=FWHM_RANGE)).clean.data,
+                       np.float32) for i in range(n)]
 
 
 class SuperResTask(TrainTask):
@@ -81,12 +83,12 @@ class SuperResTask(TrainTask):
 
     def __init__(self, config):
         super().__init__(config)
-        arch = dict(config.extra.get("architecture", {}))
-        name = arch.pop("name", "default")
+        # an --init model brings its own arguments (factor included), without a name
+        self.arguments = dict(model_arguments(config, self.task, {"factor": FACTOR}))
+        name = self.arguments.pop("name", "default")
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
         self.cls = ARCHITECTURES[name]
-        self.arguments = {"factor": FACTOR, **arch}
         self.real = ImagePool.real(folder=config.data)
         self.simulated = ImagePool(_varied_skies(config.seed, config.extra.get("n_simulated", 96)))
         self._validation = None
@@ -131,7 +133,8 @@ class SuperResTask(TrainTask):
                              "std (or median uncertainty)",
             "degradation": f"coarse_detector: block mean {model.factor}x{model.factor} + "
                            f"Gaussian noise {NOISE_RANGE[0]:g}-{NOISE_RANGE[1]:g} of range; "
-                           f"skies FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px; 30% extra blur",
+                           f"skies with random_psf PSFs, FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px; "
+                           "30% extra blur",
             "loss": "L1(asinh) + 100 L1 / patch peak",
             "block_consistent": bool(model.project),
             "real_share": REAL_SHARE,
@@ -141,7 +144,8 @@ class SuperResTask(TrainTask):
         """Validation PSNR of the model and of block-consistent bicubic (same pairs)."""
         from ..metrics import psnr
 
-        baseline = self.cls(**self.arguments).eval()  # zero residual: bicubic + projection
+        # a new network of the same kind starts with a zero residual: bicubic + projection
+        baseline = type(model)(**model.config).eval()
         scores = {"model": [], "bicubic": []}
         with torch.inference_mode():
             for inputs, target in self.validation_batches():
