@@ -38,8 +38,8 @@ from .degrade import add_cosmic_rays, add_hot_pixels, add_poisson_gaussian_noise
 __all__ = [
     "BAND_WAVELENGTHS",
     "SimulatedMultiband",
-    "diffuse_emission",
     "SimulatedSky",
+    "diffuse_emission",
     "psf_airy",
     "psf_gaussian",
     "psf_moffat",

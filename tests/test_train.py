@@ -48,6 +48,9 @@ def test_train_exports_loadable_model(tmp_path):
     module, card = load_model(tmp_path / "denoise-tiny.safetensors", task="denoise")
     assert card["task"] == "denoise"
     assert card["training"]["steps"] == 4
+    import astro_nn_restore
+
+    assert card["training"]["code_version"] == astro_nn_restore.__version__
     assert card["training"]["command"].startswith("python -m astro_nn_restore.train denoise")
     assert 0 < card["calibration"]["residual_sigma_ratio"] < 5
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
@@ -249,7 +252,7 @@ def test_simulated_pools_with_varied_psfs():
     """Denoise skies each get their own PSF (real images do not share one)."""
     from astro_nn_restore.datasets import ImagePool, sky_psf
     from astro_nn_restore.simulate import simulate_sky
-    from astro_nn_restore.train.denoise import PSF_FWHM_RANGE, DenoiseTask
+    from astro_nn_restore.train.denoise import DIFFUSE_SHARE, PSF_FWHM_RANGE, DenoiseTask
 
     pool = ImagePool.simulated(seed=4, n=2, shape=(64, 64), fwhm_range=(1.2, 6.0))
     for i, image in enumerate(pool.images):
@@ -258,15 +261,24 @@ def test_simulated_pools_with_varied_psfs():
     fwhm = {round(2 * np.sqrt((k >= k.max() / 2).sum() / np.pi), 2)
             for k in (sky_psf(4, i, (1.2, 6.0)) for i in range(10))}
     assert len(fwhm) > 5
-    config = TrainConfig(out="unused", seed=4, extra={"n_simulated": 2})
+    # the denoise task's skies: varied PSFs, and diffuse emission on some (sky 3 of seed 4)
+    config = TrainConfig(out="unused", seed=4, extra={"n_simulated": 4})
     denoise = DenoiseTask(config)
-    varied = ImagePool.simulated(seed=4, n=2, fwhm_range=PSF_FWHM_RANGE)
+    varied = ImagePool.simulated(seed=4, n=4, fwhm_range=PSF_FWHM_RANGE,
+                                 diffuse_share=DIFFUSE_SHARE)
+    without = ImagePool.simulated(seed=4, n=4, fwhm_range=PSF_FWHM_RANGE)
     for a, b in zip(denoise.simulated.images, varied.images, strict=True):
         np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(varied.images, without.images,
+                                                        strict=True))
 
 
 def test_simulated_pool_diffuse_emission_is_added_to_the_same_skies():
     from astro_nn_restore.datasets import ImagePool
+
+    # the defaults draw the same skies as before fwhm_range and diffuse_share existed
+    recorded = [6604634.5, 6619595.0]
+    assert [float(i.sum()) for i in ImagePool.simulated(seed=0, n=2).images] == recorded
 
     plain = ImagePool.simulated(seed=2, n=3, shape=(64, 64), fwhm_range=(1.2, 6.0)).images
     every = ImagePool.simulated(seed=2, n=3, shape=(64, 64), fwhm_range=(1.2, 6.0),

@@ -341,6 +341,7 @@ def _export(task, config, model, state, out):
             "patch_size": config.patch_size,
             "minutes": round(state["minutes"], 1),
             "data": task.data_description(),
+            "code_version": _code_version(),
         },
         "validation": _exported_validation(task, state),
     }
@@ -348,6 +349,13 @@ def _export(task, config, model, state, out):
         card["training"]["init"] = _init_record(config.extra["init"], task.task)
     card.update(task.calibrate(model))
     return save_model(module, out / f"{name}.safetensors", card)
+
+
+def _code_version():
+    """The package version (setuptools-scm: commit, dirty mark) for a card's re-runs."""
+    from .. import __version__
+
+    return __version__
 
 
 def _init_record(init, task):

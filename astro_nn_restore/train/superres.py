@@ -7,7 +7,7 @@ PSF-blurred sky) block-averaged over 2x2 pixels, plus white Gaussian noise of
 images are simulated skies, each with its own PSF from
 `~astro_nn_restore.simulate.random_psf` (Moffat, elliptical Gaussian or Airy,
 FWHM 1.2-5 fine pixels, so the coarse PSF goes from undersampled to well
-sampled; superres-default 0.1.dev saw round Moffats only) and,
+sampled; models and stages trained before 2026-12-01 saw round Moffats only) and,
 for a share `REAL_SHARE` of the patches, real images: the training part of
 the Hubble Deep Field, the other images bundled with scikit-image
 (`~astro_nn_restore.datasets.packaged_images`: cells, a retina, textures;
@@ -88,7 +88,8 @@ class SuperResTask(TrainTask):
         name = self.arguments.pop("name", "default")
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
-        self.cls = ARCHITECTURES[name]
+        # a fine-tuned model keeps the class of its card (see `initial_model`)
+        self.cls = None if config.extra.get("init") is not None else ARCHITECTURES[name]
         self.real = ImagePool.real(folder=config.data)
         self.simulated = ImagePool(_varied_skies(config.seed, config.extra.get("n_simulated", 96)))
         self._validation = None
