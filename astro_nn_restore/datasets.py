@@ -119,16 +119,6 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     return images
 
 
-def _add_diffuse(image, background, share, rng):
-    """``image`` plus diffuse emission with probability ``share``."""
-    from .simulate import diffuse_emission
-
-    if rng.random() >= share:
-        return image
-    level = np.percentile(image - background, 99) * rng.uniform(0.05, 0.5)
-    return image + diffuse_emission(rng, image.shape, max(level, 1.0))
-
-
 def sky_psf(seed, index, fwhm_range):
     """The PSF of simulated training sky ``index`` of a pool built with ``seed``.
 
@@ -180,7 +170,7 @@ class ImagePool:
         random stream) gets `~astro_nn_restore.simulate.diffuse_emission` at
         5-50 % of its 99th-percentile source level.
         """
-        from .simulate import simulate_sky
+        from .simulate import add_diffuse_emission, simulate_sky
 
         images = []
         for i in range(n):
@@ -188,8 +178,9 @@ class ImagePool:
             sky = simulate_sky(shape, seed=seed * 100_003 + i, psf=psf)
             image = np.asarray(sky.clean.data, np.float64)
             if diffuse_share:
-                image = _add_diffuse(image, sky.background, diffuse_share,
-                                     np.random.default_rng([seed, i, 2718]))
+                image = add_diffuse_emission(image, sky.background,
+                                             np.random.default_rng([seed, i, 2718]),
+                                             share=diffuse_share)
             images.append(image.astype(np.float32))
         return cls(images)
 

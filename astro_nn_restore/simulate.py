@@ -39,6 +39,7 @@ __all__ = [
     "BAND_WAVELENGTHS",
     "SimulatedMultiband",
     "SimulatedSky",
+    "add_diffuse_emission",
     "diffuse_emission",
     "psf_airy",
     "psf_gaussian",
@@ -290,6 +291,29 @@ def diffuse_emission(rng, shape, amplitude):
     field = np.fft.irfft2(spectrum, shape)
     field = (field - field.mean()) / field.std()
     return amplitude * np.exp(rng.uniform(0.7, 1.5) * field)
+
+
+def add_diffuse_emission(image, background, rng, *, share):
+    """``image`` plus `diffuse_emission` with probability ``share``, else ``image``.
+
+    The emission's median is 5-50 % of the 99th percentile of ``image -
+    background`` (at least 1). One draw of ``rng`` decides; the level and the
+    field take more draws only when it is added.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_nn_restore.simulate import add_diffuse_emission
+    >>> image = np.full((32, 32), 100.0)
+    >>> out = add_diffuse_emission(image, 100.0, np.random.default_rng(0), share=1.0)
+    >>> bool((out > image).all()), add_diffuse_emission(image, 100.0, np.random.default_rng(0),
+    ...                                                 share=0.0) is image
+    (True, True)
+    """
+    if rng.random() >= share:
+        return image
+    level = np.percentile(image - background, 99) * rng.uniform(0.05, 0.5)
+    return image + diffuse_emission(rng, image.shape, max(level, 1.0))
 
 
 def random_psf(rng, *, fwhm_range=(1.5, 5.0), size=None):

@@ -287,3 +287,11 @@ def test_simulated_pool_diffuse_emission_is_added_to_the_same_skies():
         extra = b - a
         assert (extra > 0).all()  # positive emission on top of the same sources
         assert extra.std() > 0.05 * extra.mean()  # structured, not a constant offset
+
+
+def test_deblur_skies_are_the_same_as_before_the_shared_diffuse_helper():
+    """Sums recorded with deblur's own nebula code: its shipped card's command reproduces."""
+    from astro_nn_restore.train.deblur import simulated_pool
+
+    sums = [float(np.float64(image.sum())) for image in simulated_pool(0, 4)]
+    assert sums == [6612021.0, 6816186.5, 6695225.0, 7718452.0]

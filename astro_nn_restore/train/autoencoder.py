@@ -174,11 +174,7 @@ class AutoencoderTask(TrainTask):
             prediction = model.decode(latents)
         loss = self.loss(prediction.float(), torch.cat([target1, target2]), step)
         loss = loss + self.consistency_weight * latent_consistency(*latents.float().chunk(2))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_grad)
-        optimizer.step()
-        return loss.item()
+        return self.optimise(model, optimizer, loss)
 
     def loss(self, prediction, target, step):
         mse = ((prediction - target) ** 2).mean()

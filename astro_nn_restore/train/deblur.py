@@ -55,7 +55,7 @@ from ..deblur import psf_stamp, wiener_prefilter
 from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
 from ..models.deblur import compress as compress_output
-from ..simulate import diffuse_emission, random_psf, simulate_sky
+from ..simulate import add_diffuse_emission, random_psf, simulate_sky
 from .denoise import noisy_normalised
 from .loop import TrainTask, initial_model, model_arguments
 from .losses import charbonnier
@@ -101,9 +101,7 @@ def simulated_pool(seed, n):
                            n_galaxies=int(rng.poisson(10 * np.exp(rng.uniform(0, 1.5)))),
                            sky_gradient=rng.uniform(0.0, 0.3))
         image = np.asarray(sky.clean.data, dtype=np.float64)
-        if rng.random() < 1 / 3:
-            level = np.percentile(image - sky.background, 99) * rng.uniform(0.05, 0.5)
-            image = image + diffuse_emission(rng, image.shape, max(level, 1.0))
+        image = add_diffuse_emission(image, sky.background, rng, share=1 / 3)
         images.append(image.astype(np.float32))
     return images
 

@@ -72,13 +72,13 @@ class TrainTask:
     #: What the card says the model was trained on (without ``--data``).
     training_data = "simulated skies + Hubble Deep Field (training part)"
 
+    def __init__(self, config):
+        self.config = config
+
     def data_description(self):
         """The card's ``training.data``: `training_data`, plus the ``--data`` folder."""
         folder = self.config.data
         return self.training_data + (f" + FITS folder {folder}" if folder else "")
-
-    def __init__(self, config):
-        self.config = config
 
     def build_model(self):
         raise NotImplementedError
@@ -111,7 +111,10 @@ class TrainTask:
         inputs, target = self.batch(step, rng)
         with training_autocast(self.config.precision):
             prediction = model(inputs)
-        loss = self.loss(prediction.float(), target, step)
+        return self.optimise(model, optimizer, self.loss(prediction.float(), target, step))
+
+    def optimise(self, model, optimizer, loss):
+        """Backpropagate ``loss``, clip the gradient norm, step; return the loss (float)."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_grad)
