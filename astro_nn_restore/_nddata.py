@@ -197,6 +197,25 @@ def _as_float_array(array, *, allow_color):
     return array.astype(np.float32)
 
 
+def non_negative_number(value, name):
+    """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0.
+
+    Booleans are refused: ``float(True)`` is 1, which nobody means by it.
+
+    Examples
+    --------
+    >>> non_negative_number(2, "chroma_smoothing")
+    2.0
+    """
+    try:
+        number = np.nan if isinstance(value, (bool, np.bool_)) else float(value)
+    except (TypeError, ValueError):
+        number = np.nan
+    if not (np.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 def _checked_mask(mask, shape):
     mask = np.array(mask, dtype=bool)
     if mask.shape == shape or (mask.shape == shape[:2] and len(shape) == 3):

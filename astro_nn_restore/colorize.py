@@ -26,7 +26,7 @@ from scipy.ndimage import gaussian_filter
 
 from . import chunked
 from ._inference import run_network
-from ._nddata import parse_image, repack
+from ._nddata import non_negative_number, parse_image, repack
 from .normalize import grid_sample, grid_step
 from .registry import load_model
 from .wcs_utils import add_band_axis
@@ -120,7 +120,7 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
     ((3, 128, 128), (128, 128, 3), 'SqrtStretch', 3)
     """
     stretch, interval = _check_visualization(stretch, interval)
-    smoothing = _check_smoothing(chroma_smoothing)
+    smoothing = non_negative_number(chroma_smoothing, "chroma_smoothing")
     module, card = load_model(model, task="colorize")
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
@@ -159,17 +159,6 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, ti
         mask = None if image.mask is None else chunked.broadcast_planes(image.mask, 3)
         return _repack_rgb(image, rgb, card, stretch, interval, limits, smoothing, mask=mask,
                            out=out, overwrite=overwrite)
-
-
-def _check_smoothing(sigma):
-    """``chroma_smoothing`` as a float, or a ValueError unless it is finite and >= 0."""
-    try:
-        value = float(sigma)
-    except (TypeError, ValueError):
-        value = np.nan
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"chroma_smoothing must be a finite number >= 0 (pixels), got {sigma!r}")
-    return value
 
 
 def _check_visualization(stretch, interval):

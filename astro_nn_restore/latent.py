@@ -42,7 +42,7 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from scipy.ndimage import gaussian_filter
 
-from ._nddata import parse_image
+from ._nddata import non_negative_number, parse_image
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -520,9 +520,10 @@ def anomaly_score(data, *, model="default", model_error=0.05, unit=None, batch_s
     >>> scores = anomaly_score(stack)  # doctest: +SKIP
     >>> stack[scores.argsort()[::-1]]  # most unusual first  # doctest: +SKIP
     """
+    model_error = non_negative_number(model_error, "model_error")
     module, _ = _load(model)
     stack, single = _as_stack(data, module.size, unit)
-    scores = _scores(module, stack, float(model_error), batch_size)
+    scores = _scores(module, stack, model_error, batch_size)
     return float(scores[0]) if single else scores
 
 

@@ -21,7 +21,8 @@ Measured in one run:
 * Latent stability: median latent distance between two noise draws of the
   same simulated source over that between different sources.
 * A corner plot of the latents of held-out cutouts coloured by source type
-  (``--figure``; default ``docs/_static/latent_corner.png``).
+  (``--figure``; default ``docs/_static/latent_corner.png`` for the default
+  model, beside ``--out`` otherwise).
 """
 
 import argparse
@@ -226,7 +227,9 @@ def corner_plot(z, labels, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = z.shape[1]
+    total = z.shape[1]
+    d = min(total, 8)  # a corner plot of more dimensions is unreadable
+    z = z[:, :d]
     colours = {"star": "tab:blue", "galaxy": "tab:orange", "real": "tab:green"}
     # axes span the 2-98th percentiles (padded): a few real outliers would squash the rest
     lo, hi = np.percentile(z, [2, 98], axis=0)
@@ -255,7 +258,9 @@ def corner_plot(z, labels, path):
                 ax.set_ylabel(f"z{i}")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colours.items()]
     fig.legend(handles=handles, loc="upper right", title="source type")
-    fig.suptitle("Autoencoder latents of held-out cutouts (axes: 2-98th percentiles, padded)")
+    shown = "" if d == total else f"first {d} of {total} dimensions; "
+    fig.suptitle(f"Autoencoder latents of held-out cutouts ({shown}axes: 2-98th percentiles, "
+                 "padded)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -282,8 +287,8 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/latent.md")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
     parser.add_argument("--figure", default=None,
-                        help="corner plot path (default docs/_static/latent_corner.png; "
-                             "with --quick, beside --out)")
+                        help="corner plot path (default: docs/_static/latent_corner.png for "
+                             "--model default, beside --out for --quick or another model)")
     args = parser.parse_args(argv)
     module, card = load_model(args.model, task="autoencoder")
     size, k = module.size, module.latent_dim
@@ -308,7 +313,8 @@ def main(argv=None):
 
     figure = Path(args.figure) if args.figure else (
         Path(args.out).with_name("latent_corner_quick.png") if args.quick
-        else Path("docs/_static/latent_corner.png"))
+        else Path("docs/_static/latent_corner.png") if args.model == "default"
+        else Path(args.out).with_suffix(".png"))  # the docs' figure is the default model's
     labels = np.concatenate([kinds, np.full(len(real), "real")])
     corner_plot(np.concatenate([encode_latent(sim, model=module),
                                 encode_latent(real, model=module)]), labels, figure)

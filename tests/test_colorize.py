@@ -366,6 +366,6 @@ def test_chroma_smoothing_keeps_lightness_and_removes_pixel_chroma(image):
     assert pixel_scale(smooth) < 0.5 * pixel_scale(raw)
     assert colorize(image, model=net, chroma_smoothing=0).header["ANR_CSM"] == 0
     assert colorize(image, model=net).header["ANR_CSM"] == 2.0  # provenance of the default
-    for bad in (-1, np.nan, np.inf, "wide"):
+    for bad in (-1, np.nan, np.inf, "wide", True, np.bool_(False)):
         with pytest.raises(ValueError, match="chroma_smoothing"):
             colorize(image, model=net, chroma_smoothing=bad)

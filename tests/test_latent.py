@@ -223,6 +223,13 @@ def test_anomaly_score_is_in_noise_units(rng):
     assert isinstance(anomaly_score(noise[0], model=module), float)
 
 
+@pytest.mark.parametrize("bad", [-0.1, np.nan, np.inf, "five percent", True])
+def test_anomaly_score_refuses_a_bad_model_error(rng, bad):
+    with pytest.raises(ValueError, match="model_error must be a finite number >= 0"):
+        anomaly_score(rng.standard_normal((2, 32, 32)), model=_zero_decoder_model(),
+                      model_error=bad)
+
+
 def test_anomaly_score_finds_faint_lines_and_single_pixels(rng):
     module = _zero_decoder_model()
     noise = 100 + 5 * rng.standard_normal((30, 32, 32))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .._nddata import non_negative_number
 from ..datasets import ImagePool, hubble_deep_field, sky_psf
 from ..latent import cutout_normalization
 from ..models.autoencoder import CutoutAutoencoder
@@ -136,10 +137,8 @@ class AutoencoderTask(TrainTask):
         self.arguments = model_arguments(config, self.task, DEFAULT_ARCHITECTURE)
         self.size = int(self.arguments["size"])  # an --init model brings its own cutout size
         self.ssim_weight = float(config.extra.get("ssim_weight", 0.1))
-        self.consistency_weight = float(config.extra.get("consistency_weight", 0.0))
-        if not (np.isfinite(self.consistency_weight) and self.consistency_weight >= 0):
-            raise ValueError("consistency_weight must be a finite number >= 0, got "
-                             f"{self.consistency_weight!r}")
+        self.consistency_weight = non_negative_number(config.extra.get("consistency_weight", 0.0),
+                                                      "consistency_weight")
         if self.consistency_weight and config.batch_size < 4:
             raise ValueError("--consistency-weight needs --batch-size >= 4 (pairs of draws)")
         self.pool = SourcePool.build(seed=config.seed,
