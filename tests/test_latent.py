@@ -355,3 +355,17 @@ def test_consistency_weight_must_be_finite_and_not_negative(tmp_path, weight):
                                                    "n_simulated": 1})
     with pytest.raises(ValueError, match="consistency_weight"):
         AutoencoderTask(config)
+
+
+@pytest.mark.parametrize("name", available_models("autoencoder"))
+def test_every_shipped_autoencoder_encodes_to_its_card_size(name):
+    from astro_nn_restore.registry import find_card
+
+    model = name.split("-", 1)[1]  # "default", "latent16", ...
+    size = find_card(model, task="autoencoder")["arguments"]["latent_dim"]
+    stack = make_cutouts(simulate_sky((128, 128), seed=4).noisy, max_sources=3)
+    z = encode_latent(stack, model=model)
+    assert z.shape == (len(stack), size) and np.isfinite(z).all()
+    decoded = decode_latent(z, model=model, normalization=stack)
+    assert decoded.shape == stack.data.shape
+    assert np.isfinite(anomaly_score(stack, model=model)).all()
