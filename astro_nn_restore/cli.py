@@ -135,7 +135,9 @@ def build_parser():
 def _refuse_existing(paths, overwrite):
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
-        raise UserError(f"{', '.join(existing)} already exists; pass --overwrite to replace it")
+        verb, pronoun = ("exists", "it") if len(existing) == 1 else ("exist", "them")
+        raise UserError(f"{', '.join(existing)} already {verb}; pass --overwrite to replace "
+                        f"{pronoun}")
 
 
 def _read_input(path, hdu_index):
@@ -283,12 +285,12 @@ def _plot_before_after(noisy, denoised, clean, scores, path):
     figure = Figure(figsize=(13.5, 4.8), layout="constrained")
     for i, (image, title) in enumerate(zip((noisy, denoised, clean), titles, strict=True)):
         axes = figure.add_subplot(1, 3, i + 1, projection=image.wcs)
-        axes.imshow(image.data, origin="lower", cmap="gray", norm=norm)
+        axes.imshow(image.data, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
         axes.set_title(title)
         celestial = image.wcs is not None and image.wcs.has_celestial
         axes.set_xlabel("RA" if celestial else "x [pixel]")
         axes.set_ylabel("Dec" if celestial else "y [pixel]")
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=80, bbox_inches="tight")  # WCSAxes can overhang the layout
 
 
 def main(argv=None):

@@ -99,7 +99,7 @@ def test_refuses_to_overwrite(image_file, tmp_path, tiny_model, capsys):
     out = tmp_path / "out.fits"
     out.write_bytes(b"precious")
     assert cli.main(_denoise_args(image_file, out, tiny_model[0])) == 2
-    _one_line_error(capsys, str(out), "--overwrite")
+    _one_line_error(capsys, f"{out} already exists; pass --overwrite to replace it")
     assert out.read_bytes() == b"precious"
     assert cli.main(_denoise_args(image_file, out, tiny_model[0], "--overwrite")) == 0
     assert CCDData.read(out).shape == SHAPE
@@ -252,7 +252,7 @@ def test_demo(tmp_path, tiny_model, capsys):
     # a second run refuses to replace the files, then replaces them with --overwrite
     stamps = {n: (folder / n).read_bytes() for n in names}
     assert cli.main(args) == 2
-    _one_line_error(capsys, "--overwrite")
+    _one_line_error(capsys, "already exist;", "replace them")
     assert all((folder / n).read_bytes() == stamps[n] for n in names)
     assert cli.main([*args, "--overwrite"]) == 0
 
