@@ -105,7 +105,7 @@ def parse_image(data, *, allow_color=False, unit=None):
         bad = bad.any(axis=-1)
     if mask is not None:
         bad |= mask if mask.ndim == 2 else mask.any(axis=-1)
-    sigma = None if uncertainty is None else as_std_array(uncertainty, array.shape, unit)
+    sigma = None if uncertainty is None else as_std_array(uncertainty, array.shape, unit, bad)
     return ParsedImage(array, unit, wcs, header, mask, sigma, bad)
 
 
@@ -122,6 +122,8 @@ def _unpack(data):
         return _unpack_hdu(data)
     if isinstance(data, tuple):
         return _unpack_tuple(data)
+    if isinstance(data, u.Quantity):  # a Quantity carries its unit
+        return data.value, None, None, None, None, data.unit
     if isinstance(data, np.ndarray) or (hasattr(data, "__array__") and not isinstance(data, str)):
         return data, None, None, _mask_of(data), None, None
     raise TypeError(
@@ -232,6 +234,8 @@ def _choose_unit(own_unit, header, unit):
     if own_unit is not None:
         return u.Unit(own_unit)
     if "BUNIT" in header and str(header["BUNIT"]).strip():
+        if str(header["BUNIT"]).strip().lower() == "adu":  # 'ADU' is common, as CCDData.read knows
+            return u.adu
         try:
             return u.Unit(header["BUNIT"], parse_strict="raise")
         except ValueError as err:
@@ -242,9 +246,22 @@ def _choose_unit(own_unit, header, unit):
     return DEFAULT_UNIT if unit is None else u.Unit(unit)
 
 
-def as_std_array(uncertainty, shape, unit):
+def as_std_array(uncertainty, shape, unit, bad=None):
+    """Standard deviation in ``unit`` from a number array or any NDUncertainty.
+
+    Negative values on good pixels are refused: they mean nothing for any kind
+    of uncertainty, and the conversion to a standard deviation would hide their
+    sign.
+    """
     if not hasattr(uncertainty, "represent_as"):
         uncertainty = StdDevUncertainty(uncertainty)
+    negative = np.asarray(uncertainty.array) < 0
+    if bad is not None and negative.shape == bad.shape:
+        negative &= ~bad
+    if negative.any():
+        raise ValueError(f"the uncertainty has {int(negative.sum())} negative value(s) on good "
+                         "pixels; it must be a standard deviation, variance or inverse "
+                         "variance (>= 0)")
     std = uncertainty.represent_as(StdDevUncertainty)
     sigma = np.array(std.array, dtype=np.float32)
     if std.unit is not None and std.unit != unit:
@@ -270,15 +287,44 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     """
     if uncertainty is not None:
         if np.isscalar(uncertainty):
-            return np.full(parsed.data.shape[:2], float(uncertainty), dtype=np.float32)
-        return as_std_array(uncertainty, parsed.data.shape, parsed.unit)
+            return np.full(parsed.data.shape[:2], scalar_sigma(uncertainty), dtype=np.float32)
+        return checked_sigma(as_std_array(uncertainty, parsed.data.shape, parsed.unit,
+                                          parsed.bad), parsed.bad)
     if parsed.uncertainty is not None:
-        return parsed.uncertainty
+        return checked_sigma(parsed.uncertainty, parsed.bad)
     if from_header:
         gain, read_noise = ccd_parameters(parsed.meta, gain=gain, read_noise=read_noise)
     if gain is None or read_noise is None:
         return None
     return ccd_sigma(parsed.data, gain=gain, read_noise=read_noise, sky=sky, bad=parsed.bad)
+
+
+def scalar_sigma(uncertainty):
+    """A number given as ``uncertainty=``, or a ValueError unless it is finite and > 0."""
+    try:
+        sigma = float(uncertainty)
+    except (TypeError, ValueError):
+        sigma = np.nan
+    if isinstance(uncertainty, (bool, np.bool_)) or not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"uncertainty must be a finite number > 0 (a standard deviation in "
+                         f"the data's unit), got {uncertainty!r}")
+    return sigma
+
+
+def checked_sigma(sigma, bad):
+    """``sigma``, or a ValueError if it is not finite and > 0 on some good pixel.
+
+    A zero, negative or non-finite sigma has no meaning as the noise of a
+    pixel that holds data; on bad (masked or non-finite) pixels it is ignored.
+    """
+    wrong = ~(np.isfinite(sigma) & (sigma > 0))
+    if bad is not None:
+        wrong &= ~bad
+    if wrong.any():
+        raise ValueError(f"the uncertainty must be finite and > 0 on every good pixel; "
+                         f"{int(wrong.sum())} are not (for example {float(sigma[wrong].flat[0])}): "
+                         "mask those pixels or give them a sigma")
+    return sigma
 
 
 def ccd_parameters(header, *, gain=None, read_noise=None):

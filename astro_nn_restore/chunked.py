@@ -189,7 +189,7 @@ def lazy_sigma(uncertainty, reference, unit):
     import dask.array as da
 
     if np.isscalar(uncertainty):
-        return da.full(reference.shape, float(uncertainty), dtype=np.float32,
+        return da.full(reference.shape, _nddata.scalar_sigma(uncertainty), dtype=np.float32,
                        chunks=reference.chunks)
     if not hasattr(uncertainty, "represent_as"):
         uncertainty = StdDevUncertainty(uncertainty)

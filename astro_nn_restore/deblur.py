@@ -22,7 +22,12 @@ scale factor: the network's deficit sits in faint diffuse light, not in the
 sources, and a factor would move every star's aperture flux by the same few
 per cent (measured: median star aperture flux 1.02-1.03 times the truth with
 a factor, 0.99-1.01 with the offset), while an offset is removed by any local
-background estimate. It amounts to a small fraction of the noise sigma.
+background estimate. On ordinary images it amounts to a small fraction of the
+noise sigma (about 0.01 on simulated skies). A pixel the network cannot
+reproduce, such as a cosmic ray or hot pixel far above everything else,
+moves the offset of the whole image: above `LARGE_FLUX_OFFSET` sigma an
+`~astropy.utils.exceptions.AstropyUserWarning` says so. Mask such pixels
+first (masked pixels are left out of both sums).
 
 **Colour.** An (ny, nx, 3) image is deblurred in its luminance (Rec. 601
 ``Y``) and its chroma ``R - Y``, ``B - Y`` is kept: the colour of
@@ -33,9 +38,11 @@ produce colour fringes where the channels' artefacts differ.
 """
 
 import os
+import warnings
 from functools import partial
 
 import numpy as np
+from astropy.utils.exceptions import AstropyUserWarning
 
 from . import chunked
 from ._color import merge_luminance, split_luminance
@@ -172,7 +179,16 @@ def _deblur_block(image, bad, sigma=None, *, norm, kernel, module, tiling):
     return run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
 
 
+#: Flux offset (in units of the noise sigma) above which `deblur` warns.
+LARGE_FLUX_OFFSET = 0.25
+
+
 def _flux_note(offset, norm):
+    if abs(offset) > LARGE_FLUX_OFFSET:
+        warnings.warn(f"deblur: keeping the total flux moved every pixel by {offset:.3g} sigma "
+                      "(usually about 0.01): part of the input, such as a cosmic ray or hot "
+                      "pixel, was not reproduced by the network; mask such pixels to leave "
+                      "them out of the flux total", AstropyUserWarning, stacklevel=4)
     return f"deblur: flux kept by adding {offset * norm.scale:.4g} per pixel ({offset:.2g} sigma)"
 
 

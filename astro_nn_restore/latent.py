@@ -181,7 +181,9 @@ def make_cutouts(data, *, size=32, positions=None, threshold=5.0, max_sources=No
     Raises
     ------
     ValueError
-        Positions of the wrong shape, or sky coordinates without a WCS.
+        Positions of the wrong shape, not finite or not on the image; sky
+        coordinates without a WCS; a negative ``max_sources`` or a threshold
+        that is not > 0. No source found gives an empty stack (N = 0).
 
     Examples
     --------
@@ -195,15 +197,34 @@ def make_cutouts(data, *, size=32, positions=None, threshold=5.0, max_sources=No
     True
     """
     size = _checked_size(size)
+    if max_sources is not None and (int(max_sources) != max_sources or max_sources < 0):
+        raise ValueError(f"max_sources must be an integer >= 0 or None, got {max_sources!r}")
     parsed = parse_image(data, unit=unit)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     if positions is None:
+        if not (np.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"threshold must be a finite number > 0 (sigma), got {threshold!r}")
         xy = _detect(parsed, norm, threshold, n_pixels)
     else:
-        xy = _pixel_positions(positions, parsed.wcs)
+        xy = _inside(_pixel_positions(positions, parsed.wcs), parsed.data.shape)
     if max_sources is not None:
         xy = xy[: int(max_sources)]
     return _cut(parsed, xy, size, norm.scale)
+
+
+def _inside(xy, shape):
+    """``xy``, or a ValueError naming the first position that is not on the image."""
+    ny, nx = shape[:2]
+    with np.errstate(invalid="ignore"):
+        off = ~(np.isfinite(xy).all(axis=1) & (xy[:, 0] >= -0.5) & (xy[:, 0] < nx - 0.5)
+                & (xy[:, 1] >= -0.5) & (xy[:, 1] < ny - 0.5))
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        raise ValueError(f"{int(off.sum())} position(s) are not on the {ny}x{nx} image, the "
+                         f"first: positions[{k}] = (x, y) = ({xy[k, 0]:g}, {xy[k, 1]:g}); "
+                         "select the positions on the image first (for sky coordinates, "
+                         "WCS.footprint_contains)")
+    return xy
 
 
 def _checked_size(size):
@@ -244,7 +265,8 @@ def _pixel_positions(positions, wcs):
                                         np.asarray(positions[cy], float)])
         raise ValueError(f"a positions table needs one of the column pairs {_TABLE_COLUMNS}, "
                          f"got {positions.colnames}")
-    xy = np.atleast_2d(np.asarray(positions, dtype=float))
+    xy = np.asarray(positions, dtype=float)
+    xy = xy.reshape(0, 2) if xy.size == 0 else np.atleast_2d(xy)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"positions must be an (N, 2) array of (x, y), got shape {xy.shape}")
     return xy
@@ -292,6 +314,8 @@ def cutout_normalization(data, mask=None, *, noise=None):
     (100, 2, np.True_)
     """
     data = np.asarray(data, dtype=np.float64)
+    if not len(data):  # no source: an empty normalisation, like the stack
+        return CutoutNormalization(*(np.empty(0) for _ in range(3)))
     bad = ~np.isfinite(data) if mask is None else (mask | ~np.isfinite(data))
     values = np.where(bad, np.nan, data)
     width = max(2, data.shape[-1] // 8)
@@ -344,8 +368,8 @@ def _stack_from_array(array, size, unit, wcs=None):
     if array.shape[1:] != (size, size):
         raise ValueError(f"a stack of cutouts must have shape (N, {size}, {size}) for this "
                          f"model, got {array.shape}")
-    data = array.astype(np.float32)  # a copy: the input is never modified
-    mask = ~np.isfinite(data)
+    data = np.ma.getdata(array).astype(np.float32)  # a copy: the input is never modified
+    mask = ~np.isfinite(data) | np.ma.getmaskarray(array)  # numpy masked stacks too
     centre = (size - 1) / 2
     return CutoutStack(data, np.full((len(data), 2), centre), wcs or [None] * len(data),
                        u.Unit(unit) if unit is not None else u.dimensionless_unscaled,
@@ -364,6 +388,9 @@ def _run(method, array, batch_size):
     """Apply ``method`` (encode or decode) in float32 batches; numpy in and out."""
     import torch
 
+    if isinstance(batch_size, (bool, np.bool_)) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(array), batch_size):

@@ -103,6 +103,20 @@ def _resolve_paths(model, task):
     )
 
 
+def _check_module_task(module, task):
+    """Refuse one of this package's networks made for another task (their inputs differ)."""
+    from .models import ARCHITECTURES
+
+    origin = ARCHITECTURES.get(type(module).__name__, "").split(":")[0]
+    if task is not None and origin in _TASK_NAMES and origin != task:
+        raise ModelLoadError(f"{type(module).__name__} is a {origin!r} network, not a "
+                             f"{task!r} one")
+
+
+#: Model modules of this package named after the task their networks serve.
+_TASK_NAMES = ("denoise", "deblur", "superres", "autoencoder", "colorize")
+
+
 def _check_weights_file(path, card):
     if not path.exists():
         raise ModelLoadError(f"weights file {path} not found")
@@ -145,6 +159,7 @@ def load_model(model="default", *, task=None):
     from .models import build_model
 
     if isinstance(model, torch.nn.Module):
+        _check_module_task(model, task)
         return model.eval(), {"name": type(model).__name__, "task": task, "sha256": "user-module"}
     weights, card_path = _resolve_paths(model, task)
     card = read_card(card_path)

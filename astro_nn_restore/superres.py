@@ -225,6 +225,9 @@ def flux_policy(unit, flux_conserving=None, *, color=False):
     True
     """
     if flux_conserving is not None:
+        if not isinstance(flux_conserving, (bool, np.bool_)):  # "no" or NaN would be True
+            raise TypeError(f"flux_conserving must be True, False or None, got "
+                            f"{flux_conserving!r}")
         return bool(flux_conserving)
     if _is_logarithmic(unit):
         raise ValueError(f"unit {unit} is logarithmic: super-resolution needs linear data "

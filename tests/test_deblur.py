@@ -1,12 +1,15 @@
 """deblur: PSF handling, flux conservation, the CCDData contract and the shipped model."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
+from astropy.stats import mad_std
+from astropy.utils.exceptions import AstropyUserWarning
 from numpy.testing import assert_allclose, assert_array_equal
 
 from astro_nn_restore.deblur import (
@@ -279,3 +282,24 @@ def test_default_model_invents_no_sources_on_noise():
     for psf in (psf_moffat(3.0, beta=3.0), None):
         out = deblur(noise, psf=psf)
         assert count_detections(out.data, sigma=5.0) <= count_detections(noise, sigma=5.0)
+
+
+@needs_default
+def test_default_model_warns_when_a_hot_pixel_moves_the_flux_offset():
+    """One pixel the network cannot reproduce shifts the whole image: warned, and masking helps."""
+    sky = simulate_sky((64, 64), seed=1, fwhm=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an ordinary image gives no warning
+        reference = deblur(sky.noisy, psf=sky.psf)
+    hot = sky.noisy.copy()
+    hot.data[32, 32] = 1e9
+    with pytest.warns(AstropyUserWarning, match="mask such pixels"):
+        deblur(hot, psf=sky.psf)
+    hot.mask = np.zeros(hot.shape, bool)
+    hot.mask[32, 32] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        masked = deblur(hot, psf=sky.psf)
+    unmasked = ~hot.mask
+    shift = np.median(masked.data[unmasked] - reference.data[unmasked])
+    assert abs(shift) < 0.1 * mad_std(sky.noisy.data)

@@ -369,3 +369,55 @@ def test_every_shipped_autoencoder_encodes_to_its_card_size(name):
     decoded = decode_latent(z, model=model, normalization=stack)
     assert decoded.shape == stack.data.shape
     assert np.isfinite(anomaly_score(stack, model=model)).all()
+
+
+@pytest.mark.filterwarnings("ignore::photutils.utils.exceptions.NoDetectionsWarning")
+def test_no_source_gives_an_empty_stack_and_empty_results(rng):
+    module = _zero_decoder_model()
+    noise = 100 + 5 * rng.standard_normal((64, 64))
+    for stack in (make_cutouts(noise), make_cutouts(noise, positions=np.empty((0, 2))),
+                  make_cutouts(noise, positions=[[20, 20]], max_sources=0)):
+        assert stack.data.shape == (0, 32, 32) and len(stack.normalization) == 0
+        assert encode_latent(stack, model=module).shape == (0, module.latent_dim)
+        assert anomaly_score(stack, model=module).shape == (0,)
+    assert encode_latent(noise, model=module).shape == (0, module.latent_dim)
+    assert anomaly_score(np.empty((0, 32, 32)), model=module).shape == (0,)
+
+
+def test_masked_array_stack_is_treated_like_nan(rng):
+    module = _zero_decoder_model()
+    stack = 100 + 5 * rng.standard_normal((3, 32, 32))
+    garbage = np.ma.masked_array(stack.copy(), mask=np.zeros(stack.shape, bool))
+    garbage[:, 10:20, 10:20] = 1e6
+    garbage.mask[:, 10:20, 10:20] = True
+    with_nan = stack.copy()
+    with_nan[:, 10:20, 10:20] = np.nan
+    for function in (anomaly_score, encode_latent):
+        np.testing.assert_allclose(function(garbage, model=module),
+                                   function(with_nan, model=module))
+    assert (garbage.data[:, 10:20, 10:20] == 1e6).all()  # the input is untouched
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(positions=[[10.0, 20.0], [500.0, 500.0]]), r"positions\[1\] = \(x, y\) = \(500, 500\)"),
+    (dict(positions=[[np.nan, 10.0]]), "not on the 64x64 image"),
+    (dict(positions=[[1e20, 1e20]]), "not on the 64x64 image"),
+    (dict(max_sources=-1), "max_sources must be an integer >= 0"),
+    (dict(threshold=-1.0), "threshold must be a finite number > 0"),
+])
+def test_make_cutouts_refuses_positions_off_the_image_and_bad_limits(kwargs, message):
+    image = simulate_sky((64, 64), seed=9).noisy
+    with pytest.raises(ValueError, match=message):
+        make_cutouts(image, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_latent_batch_size_must_be_a_positive_integer(rng, batch_size):
+    module = _zero_decoder_model()
+    stack = 100 + 5 * rng.standard_normal((3, 32, 32))
+    for call in (lambda: encode_latent(stack, model=module, batch_size=batch_size),
+                 lambda: decode_latent(np.zeros((3, module.latent_dim)), model=module,
+                                       batch_size=batch_size),
+                 lambda: anomaly_score(stack, model=module, batch_size=batch_size)):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            call()

@@ -263,6 +263,30 @@ def test_variance_uncertainty_is_converted():
     assert_allclose(parse_image(data).uncertainty, 4.0)
 
 
+@pytest.mark.parametrize("sigma", [0.0, -2.0, np.nan, np.inf, True, "abc"])
+def test_a_meaningless_uncertainty_number_is_refused(tiny_model, sigma):
+    with pytest.raises(ValueError, match="uncertainty must be a finite number > 0"):
+        _denoise(CCDData(_data(), unit="adu"), tiny_model, uncertainty=sigma)
+
+
+def test_an_uncertainty_array_must_be_positive_on_good_pixels(tiny_model):
+    data = CCDData(_data(), unit="adu")
+    sigma = np.full(SHAPE, 2.0)
+    sigma[3, 4] = -2.0
+    with pytest.raises(ValueError, match="1 negative value"):
+        _denoise(data, tiny_model, uncertainty=sigma)
+    with pytest.raises(ValueError, match="negative"):
+        _denoise(CCDData(_data(), unit="adu", uncertainty=VarianceUncertainty(sigma)), tiny_model)
+    zero = np.full(SHAPE, 2.0)
+    zero[5, 6] = 0.0
+    with pytest.raises(ValueError, match="finite and > 0 on every good pixel; 1 are not"):
+        _denoise(CCDData(_data(), unit="adu", uncertainty=StdDevUncertainty(zero)), tiny_model)
+    data.mask = np.zeros(SHAPE, bool)
+    data.mask[3, 4] = True  # the pixel's sigma means nothing once it is masked
+    out = _denoise(data, tiny_model, uncertainty=sigma)
+    assert np.isfinite(out.data).all()
+
+
 # ------------------------------------------------------ provenance and WCS
 def _sip_alternate_header():
     header = fits.Header()
@@ -367,6 +391,19 @@ def test_unparseable_bunit(tiny_model):
     with pytest.raises(ValueError, match="cannot parse BUNIT .*pass unit="):
         _denoise(bad, tiny_model)
     assert _denoise(bad, tiny_model, unit="adu").unit == u.adu
+
+
+def test_bunit_adu_in_capitals_is_adu(tiny_model, tmp_path):
+    path = tmp_path / "raw.fits"
+    fits.PrimaryHDU(_data().astype(">f4"), header=_header(unit="ADU")).writeto(path)
+    assert _denoise(str(path), tiny_model).unit == u.adu == CCDData.read(path).unit
+
+
+def test_quantity_keeps_its_unit(tiny_model):
+    data = _data() * (u.MJy / u.sr)
+    out = _denoise(data, tiny_model)
+    assert out.unit == u.MJy / u.sr
+    assert _denoise(data, tiny_model, unit="adu").unit == u.MJy / u.sr  # its own unit wins
 
 
 # ------------------------------------------------------------------ colour

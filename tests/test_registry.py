@@ -232,3 +232,16 @@ def test_find_card_reads_the_card_alone(tmp_path):
     assert find_card(weights, task="superres") == card  # the weights are not opened
     with pytest.raises(ModelLoadError, match="no model"):
         find_card(tmp_path / "absent.safetensors", task="superres")
+
+
+def test_a_network_of_another_task_is_refused_as_a_module():
+    from astro_nn_restore.models.deblur import DeblurUNet
+    from astro_nn_restore.models.denoise import ResidualUNet
+
+    denoiser = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,))
+    assert load_model(denoiser, task="denoise")[0] is denoiser
+    for task in ("deblur", "superres", "colorize", "autoencoder"):
+        with pytest.raises(ModelLoadError, match="is a 'denoise' network, not a"):
+            load_model(denoiser, task=task)
+    with pytest.raises(ModelLoadError, match="'deblur' network"):
+        load_model(DeblurUNet(channels=(8, 16), blocks=1, dilations=(2,)), task="denoise")

@@ -108,6 +108,12 @@ def test_flux_policy_from_unit(unit, expected):
     assert flux_policy(u.Unit(unit), flux_conserving=not expected) is (not expected)
 
 
+@pytest.mark.parametrize("value", ["no", "False", float("nan"), 1])
+def test_flux_conserving_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="flux_conserving must be True, False or None"):
+        flux_policy(u.adu, flux_conserving=value)
+
+
 def test_magnitudes_are_refused(tiny_path, sky):
     with pytest.raises(ValueError, match="logarithmic"):
         flux_policy(u.mag)
