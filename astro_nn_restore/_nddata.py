@@ -17,12 +17,14 @@ Policy (documented in ``docs/data_model.rst``):
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from .wcs_utils import strip_wcs_keywords
@@ -226,7 +228,16 @@ def _checked_mask(mask, shape):
 
 
 def _wcs_from_header(header):
-    wcs = WCS(header, naxis=2, fix=False)
+    """The header's WCS, or None (with a warning) when wcslib rejects it, as CCDData.read does."""
+    try:
+        wcs = WCS(header, naxis=2, fix=False)
+        wcs.wcs.set()
+    except Exception as err:  # wcslib raises many classes (SingularMatrixError, ...)
+        reason = " ".join(str(err).split())[:160]
+        warnings.warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the "
+                      "output has no WCS and no WCS keywords",
+                      AstropyUserWarning, stacklevel=4)
+        return None
     return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
 
 

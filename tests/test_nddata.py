@@ -9,6 +9,7 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData, StdDevUncertainty, VarianceUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, find_all_wcs
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -391,6 +392,17 @@ def test_unparseable_bunit(tiny_model):
     with pytest.raises(ValueError, match="cannot parse BUNIT .*pass unit="):
         _denoise(bad, tiny_model)
     assert _denoise(bad, tiny_model, unit="adu").unit == u.adu
+
+
+def test_a_header_wcs_that_wcslib_rejects_is_dropped_with_a_warning(tiny_model, tmp_path):
+    header = _header()
+    del header["CD*"]
+    header["CDELT1"], header["CDELT2"] = 0.0, 0.0  # a singular matrix
+    path = tmp_path / "broken.fits"
+    fits.PrimaryHDU(_data(), header=header).writeto(path)
+    with pytest.warns(AstropyUserWarning, match="header's WCS is not valid"):
+        out = _denoise(str(path), tiny_model)
+    assert out.wcs is None and "CDELT1" not in out.header and out.header["OBJECT"] == "field"
 
 
 def test_bunit_adu_in_capitals_is_adu(tiny_model, tmp_path):
