@@ -411,6 +411,21 @@ def restore_bad_pixels(parsed, output):
     return output
 
 
+def color_output(parsed, rgb, factor=1):
+    """A colour result: ``rgb``, with the input's mask (``factor`` x larger) if it had one."""
+    if parsed.mask is None:
+        return rgb
+    mask = parsed.mask if parsed.mask.ndim == 3 else np.repeat(parsed.mask[..., None], 3, -1)
+    return np.ma.masked_array(rgb, mask=mask.repeat(factor, 0).repeat(factor, 1))
+
+
+def refuse_color_uncertainty(uncertainty):
+    """A ValueError for ``uncertainty=`` with a colour image (only its luminance is restored)."""
+    if uncertainty is not None:
+        raise ValueError("uncertainty= is for 2-D images: a colour (ny, nx, 3) image is restored "
+                         "in its luminance, whose noise is measured from the image")
+
+
 def provenance_header(meta, *, operation, model_card, extra_history=()):
     """Copy of ``meta`` without WCS keywords and with provenance added."""
     from . import __version__

@@ -13,7 +13,15 @@ import numpy as np
 from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import filled_for_network, noise_map, parse_image, repack, restore_bad_pixels
+from ._nddata import (
+    color_output,
+    filled_for_network,
+    noise_map,
+    parse_image,
+    refuse_color_uncertainty,
+    repack,
+    restore_bad_pixels,
+)
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -58,7 +66,8 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         Same shape, unit, WCS and mask; header with provenance; NaN stays NaN.
         The uncertainty is the input noise scaled by the residual-noise ratio
         measured on validation data (model card ``calibration``). Colour input
-        gives an (ny, nx, 3) float32 array.
+        gives an (ny, nx, 3) float32 array (a masked array, with its mask, when
+        the input was masked; ``uncertainty=`` is refused for it).
 
     Examples
     --------
@@ -75,7 +84,8 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         return _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwrite)
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
-        return _denoise_color(parsed, module, tiling)
+        refuse_color_uncertainty(uncertainty)
+        return color_output(parsed, _denoise_color(parsed, module, tiling))
     sigma = noise_map(parsed, uncertainty)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=sigma)
     denoised = _denoise_block(parsed.data, parsed.bad, sigma, norm=norm, module=module,

@@ -42,7 +42,7 @@ from astropy.units import FunctionUnitBase
 from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import parse_image, repack
+from ._nddata import color_output, parse_image, repack
 from .normalize import estimate_normalization
 from .registry import load_model
 from .wcs_utils import rescale_wcs
@@ -101,7 +101,8 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
         Shape times ``factor``, same unit, rescaled WCS, mask and NaN
         upsampled by nearest neighbour, header with provenance (``ANR_FACT``
         the factor, ``ANR_FLUX`` the flux policy). Colour input gives an
-        (f ny, f nx, 3) float32 array.
+        (f ny, f nx, 3) float32 array (a masked array when the input was masked,
+        the mask upsampled by nearest neighbour).
 
     Raises
     ------
@@ -138,7 +139,8 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     parsed = parse_image(data, allow_color=True, unit=unit)
     conserve = flux_policy(parsed.unit, flux_conserving, color=parsed.is_color)
     if parsed.is_color:
-        return _super_resolve_color(parsed, module, passes, tiling, conserve, factor)
+        return color_output(parsed, _super_resolve_color(parsed, module, passes, tiling,
+                                                         conserve, factor), factor)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     output = _upsample_block(parsed.data, parsed.bad, norm=norm, module=module, passes=passes,
                              tiling=tiling, conserve=conserve)

@@ -200,6 +200,16 @@ def test_deblur_colour_keeps_chroma(tiny_net):
     assert_allclose(out[..., 2] - out @ luma, rgb[..., 2] - rgb @ luma, atol=1e-5)
 
 
+def test_deblur_colour_keeps_the_mask_and_refuses_uncertainty(tiny_net):
+    rgb = np.clip(np.random.default_rng(2).normal(0.3, 0.05, (40, 48, 3)), 0, 1)
+    mask = np.zeros(rgb.shape, bool)
+    mask[3:5, 7:9] = True
+    out = deblur(np.ma.masked_array(rgb, mask), psf=psf_gaussian(2.0), model=tiny_net, **FAST)
+    assert (np.ma.getmaskarray(out) == mask).all()
+    with pytest.raises(ValueError, match="uncertainty= is for 2-D images"):
+        deblur(rgb, psf=psf_gaussian(2.0), model=tiny_net, uncertainty=0.1, **FAST)
+
+
 def test_deblur_loads_weights_and_rejects_other_models(blurred_sky, tiny_model_path, tmp_path):
     image, kernel, _ = blurred_sky
     out = deblur(image, psf=kernel, model=tiny_model_path, **FAST)

@@ -430,6 +430,17 @@ def test_colour_array(tiny_model):
         parse_image(rgb)  # colour only where the operation allows it
 
 
+def test_colour_mask_is_kept_and_uncertainty_refused(tiny_model):
+    rgb = np.random.default_rng(2).uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
+    mask = np.zeros(rgb.shape, bool)
+    mask[4:8, 6:9] = True
+    out = _denoise(np.ma.masked_array(rgb, mask), tiny_model)
+    assert np.ma.isMaskedArray(out) and (np.ma.getmaskarray(out) == mask).all()
+    assert isinstance(_denoise(rgb, tiny_model), np.ndarray)  # no mask, no masked array
+    with pytest.raises(ValueError, match="uncertainty= is for 2-D images"):
+        _denoise(rgb, tiny_model, uncertainty=np.ones((3, 3)))
+
+
 # -------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize(("bad", "error", "match"), [
     (np.zeros((4, 5, 6)), ValueError, r"shape \(4, 5, 6\)"),

@@ -184,6 +184,16 @@ def test_colour_luminance_and_block_consistency(tiny_path, rng):
         np.testing.assert_allclose(_binned(out[..., channel], 2), rgb[..., channel], atol=1e-5)
 
 
+def test_colour_mask_is_upsampled_by_nearest_neighbour(tiny_path, rng):
+    rgb = rng.random((20, 24, 3)).astype(np.float32)
+    mask = np.zeros(rgb.shape, bool)
+    mask[5, 6] = True  # every channel of one pixel
+    out = super_resolve(np.ma.masked_array(rgb, mask), model=tiny_path)
+    expected = np.zeros(out.shape, bool)
+    expected[10:12, 12:14] = True
+    assert (np.ma.getmaskarray(out) == expected).all()
+
+
 def test_srcnn_and_default_models_learn_nothing_at_init(sky):
     """Untrained nets are block-consistent bicubic: both give the same output."""
     a = super_resolve(sky, model=SRCNN(), precision="fp32")
