@@ -210,7 +210,11 @@ def lightness_limits(image, interval, *, bad=None):
     good = np.isfinite(values) if bad is None else np.isfinite(values) & ~grid_sample(bad, step)
     if not good.any():
         raise ValueError("the image has no finite, unmasked pixel to stretch")
-    return tuple(float(v) for v in interval.get_limits(values[good]))
+    vmin, vmax = (float(v) for v in interval.get_limits(values[good]))
+    if not (np.isfinite(vmin) and np.isfinite(vmax) and vmin <= vmax):
+        raise ValueError(f"the interval gives the limits ({vmin:g}, {vmax:g}): they must be "
+                         "finite, the lower one first")
+    return vmin, vmax
 
 
 def _lightness(image, bad, limits, stretch):

@@ -361,7 +361,10 @@ def _psf_array(psf):
                 raise ValueError(f"the PSF file {psf} has no image HDU with data")
             return np.array(hdu.data)
     if isinstance(psf, fits.HDUList):
-        return _psf_array(next(h for h in psf if h.is_image and h.data is not None))
+        hdu = next((h for h in psf if h.is_image and h.data is not None), None)
+        if hdu is None:
+            raise ValueError("the PSF HDUList has no image HDU with data")
+        return _psf_array(hdu)
     if isinstance(psf, (fits.PrimaryHDU, fits.ImageHDU)):
         return psf.data
     if isinstance(psf, NDData):

@@ -87,6 +87,9 @@ def find_card(model="default", *, task=None):
 
 def _resolve_paths(model, task):
     """(weights path, card path) for a registry name or a file path."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a registry name, a path or a torch.nn.Module, got "
+                        f"{type(model).__name__} {model!r}")
     text = os.fspath(model)
     candidates = [f"{task}-{text}", text] if task else [text]
     for name in candidates:

@@ -369,3 +369,13 @@ def test_chroma_smoothing_keeps_lightness_and_removes_pixel_chroma(image):
     for bad in (-1, np.nan, np.inf, "wide", True, np.bool_(False)):
         with pytest.raises(ValueError, match="chroma_smoothing"):
             colorize(image, model=net, chroma_smoothing=bad)
+
+
+@pytest.mark.parametrize("limits", [(np.nan, np.nan), (5.0, 1.0), (0.0, np.inf)])
+def test_interval_limits_must_be_finite_and_ordered(limits):
+    from astropy.visualization import ManualInterval
+
+    from astro_nn_restore.colorize import lightness_limits
+
+    with pytest.raises(ValueError, match="must be finite, the lower one first"):
+        lightness_limits(np.ones((4, 4)), ManualInterval(*limits))

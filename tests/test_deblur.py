@@ -97,6 +97,7 @@ def test_prepare_psf_reads_fits(tmp_path):
     (np.ones((3, 3, 3)), "2-D"),
     (np.full((3, 3), np.nan), "NaN"),
     (np.zeros((3, 3)), "positive sum"),
+    (fits.HDUList([fits.PrimaryHDU()]), "no image HDU with data"),
 ])
 def test_prepare_psf_rejects_bad_input(bad, message):
     with pytest.raises(ValueError, match=message):

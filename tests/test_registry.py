@@ -245,3 +245,9 @@ def test_a_network_of_another_task_is_refused_as_a_module():
             load_model(denoiser, task=task)
     with pytest.raises(ModelLoadError, match="'deblur' network"):
         load_model(DeblurUNet(channels=(8, 16), blocks=1, dilations=(2,)), task="denoise")
+
+
+@pytest.mark.parametrize("model", [123, None, ["default"]])
+def test_a_model_of_the_wrong_type_is_named(model):
+    with pytest.raises(TypeError, match="model must be a registry name, a path or a torch"):
+        load_model(model, task="denoise")

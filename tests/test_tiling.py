@@ -199,3 +199,13 @@ def test_bad_image_dimensions(shape):
 def test_network_returning_wrong_shape(image):
     with pytest.raises(ValueError, match="returned tiles of shape"):
         tiled_apply(lambda b: b[..., :-1], image, tile_size=16, overlap=8)
+
+
+@pytest.mark.parametrize("name", ["tile_size", "overlap", "batch_size"])
+def test_tiling_numbers_must_be_integers(name):
+    from astro_nn_restore.tiling import tiled_apply
+
+    settings = dict(tile_size=8, overlap=2, batch_size=2)
+    settings[name] = "4"
+    with pytest.raises(TypeError, match=f"{name} must be an integer, got '4'"):
+        tiled_apply(lambda batch: batch, np.zeros((16, 16), np.float32), **settings)
