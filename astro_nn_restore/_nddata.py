@@ -198,7 +198,14 @@ def _as_float_array(array, *, allow_color):
         expected = "a 2-D image or an (ny, nx, 3) colour image" if allow_color else "a 2-D image"
         raise ValueError(f"expected {expected}, got an array of shape {array.shape}")
     # astype always copies, and float32 in native byte order is what torch takes
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+        converted = array.astype(np.float32)
+    overflow = np.isinf(converted) & np.isfinite(array)
+    if overflow.any():  # they would silently become inf, and then bad pixels
+        raise ValueError(f"{int(overflow.sum())} finite value(s) exceed the float32 range "
+                         f"(|x| > {float(np.finfo(np.float32).max):.3g}); rescale the data "
+                         "(for example change its unit) first")
+    return converted
 
 
 def non_negative_number(value, name):

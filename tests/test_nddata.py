@@ -430,6 +430,15 @@ def test_colour_array(tiny_model):
         parse_image(rgb)  # colour only where the operation allows it
 
 
+def test_values_beyond_float32_are_refused(tiny_model):
+    data = _data().astype(np.float64)
+    data[2, 3] = 1e39
+    with pytest.raises(ValueError, match="1 finite value"):
+        _denoise(data, tiny_model)
+    data[2, 3] = np.inf  # an inf is a bad pixel, as documented
+    assert np.isinf(_denoise(data, tiny_model).data[2, 3])
+
+
 def test_colour_mask_is_kept_and_uncertainty_refused(tiny_model):
     rgb = np.random.default_rng(2).uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
     mask = np.zeros(rgb.shape, bool)
