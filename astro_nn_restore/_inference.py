@@ -52,6 +52,11 @@ def run_network(module, channels, *, tile_size=256, overlap=32, batch_size=4, pr
     """
     fn = network_function(module, precision=precision)
     multiple = getattr(module, "size_multiple", 1)
-    return tiled_apply(fn, channels, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                       scale=scale, out_channels=out_channels, size_multiple=multiple,
-                       progress=progress)
+    out = tiled_apply(fn, channels, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                      scale=scale, out_channels=out_channels, size_multiple=multiple,
+                      progress=progress)
+    if not np.isfinite(out).all():  # its inputs are always finite: bad pixels are filled
+        raise FloatingPointError(f"the network returned {int((~np.isfinite(out)).sum())} "
+                                 "non-finite value(s) on finite inputs: its weights are broken "
+                                 "or the data are far outside what it was trained on")
+    return out

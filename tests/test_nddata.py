@@ -430,6 +430,16 @@ def test_colour_array(tiny_model):
         parse_image(rgb)  # colour only where the operation allows it
 
 
+def test_a_network_returning_nan_is_an_error_not_a_nan_image():
+    import torch
+
+    net = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2)
+    with torch.no_grad():
+        next(net.parameters()).fill_(np.nan)
+    with pytest.raises(FloatingPointError, match="non-finite value"):
+        denoise_residual(_data(), model=net, **TILING)
+
+
 def test_values_beyond_float32_are_refused(tiny_model):
     data = _data().astype(np.float64)
     data[2, 3] = 1e39
