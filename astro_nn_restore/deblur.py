@@ -334,7 +334,12 @@ def prepare_psf(psf):
     >>> kernel.shape, round(float(kernel.sum()), 12)
     ((5, 5), 1.0)
     """
-    kernel = np.array(_psf_array(psf), dtype=np.float64)
+    raw = _psf_array(psf)
+    if np.ma.isMaskedArray(psf) or np.asarray(raw).dtype.kind not in "biuf":
+        raise TypeError("the PSF must be a real-valued array with no mask (masked or complex "
+                        f"values have no meaning in a kernel), got {type(raw).__name__} of "
+                        f"dtype {np.asarray(raw).dtype}")
+    kernel = np.array(raw, dtype=np.float64)
     if kernel.ndim != 2:
         raise ValueError(f"the PSF must be a 2-D array, got shape {kernel.shape}")
     if not np.isfinite(kernel).all():

@@ -478,6 +478,8 @@ def decode_latent(z, *, model="default", normalization=None, batch_size=256):
     True
     """
     module, _ = _load(model)
+    if np.asarray(z).dtype.kind not in "biuf":
+        raise TypeError(f"latent vectors must be real numbers, got dtype {np.asarray(z).dtype}")
     z = np.asarray(z, dtype=np.float32)
     single = z.ndim == 1
     z = np.atleast_2d(z)

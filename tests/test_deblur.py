@@ -104,6 +104,13 @@ def test_prepare_psf_rejects_bad_input(bad, message):
         prepare_psf(bad)
 
 
+@pytest.mark.parametrize("psf", [psf_moffat(2.0) + 0j,
+                                 np.ma.masked_array(psf_moffat(2.0), psf_moffat(2.0) < 0.01)])
+def test_prepare_psf_refuses_complex_or_masked_kernels(psf):
+    with pytest.raises(TypeError, match="real-valued array with no mask"):
+        prepare_psf(psf)
+
+
 def test_psf_stamp_crops_and_pads():
     big = psf_moffat(4.0, size=41)
     stamp = psf_stamp(big, 21)

@@ -421,3 +421,9 @@ def test_latent_batch_size_must_be_a_positive_integer(rng, batch_size):
                  lambda: anomaly_score(stack, model=module, batch_size=batch_size)):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             call()
+
+
+def test_decode_latent_refuses_complex_vectors():
+    module = _zero_decoder_model()
+    with pytest.raises(TypeError, match="latent vectors must be real numbers"):
+        decode_latent(np.zeros((2, module.latent_dim), complex), model=module)
