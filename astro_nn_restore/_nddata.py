@@ -138,10 +138,12 @@ def _unpack_tuple(data):
     if len(data) != 2:
         raise TypeError(f"a tuple input must be (array, WCS or Header), got {len(data)} items")
     array, second = data
+    unit = array.unit if isinstance(array, u.Quantity) else None
+    array = array.value if unit is not None else array
     if isinstance(second, WCS):
-        return array, second, None, _mask_of(array), None, None
+        return array, second, None, _mask_of(array), None, unit
     if isinstance(second, fits.Header):
-        return array, None, second, _mask_of(array), None, None
+        return array, None, second, _mask_of(array), None, unit
     raise TypeError(
         f"the second item of an (array, ...) tuple must be a WCS or a Header, "
         f"got {type(second).__name__!r}"
@@ -330,18 +332,19 @@ def scalar_sigma(uncertainty):
 
 
 def checked_sigma(sigma, bad):
-    """``sigma``, or a ValueError if it is not finite and > 0 on some good pixel.
+    """``sigma``, with a warning if it is zero or not finite on some good pixel.
 
-    A zero, negative or non-finite sigma has no meaning as the noise of a
-    pixel that holds data; on bad (masked or non-finite) pixels it is ignored.
+    Such pixels (an inverse variance of 0 is a common "no data" mark) get the
+    median noise in the network's noise channel; mask them if they hold no
+    data. Negative values were refused before (`as_std_array`).
     """
-    wrong = ~(np.isfinite(sigma) & (sigma > 0))
+    unknown = ~np.isfinite(sigma) | (sigma == 0)
     if bad is not None:
-        wrong &= ~bad
-    if wrong.any():
-        raise ValueError(f"the uncertainty must be finite and > 0 on every good pixel; "
-                         f"{int(wrong.sum())} are not (for example {float(sigma[wrong].flat[0])}): "
-                         "mask those pixels or give them a sigma")
+        unknown &= ~bad
+    if unknown.any():
+        warnings.warn(f"the uncertainty is zero or not finite on {int(unknown.sum())} good "
+                      "pixel(s): the network is given the median noise there (mask them if "
+                      "they hold no data)", AstropyUserWarning, stacklevel=4)
     return sigma
 
 

@@ -52,7 +52,7 @@ OPERATIONS = {
 }
 
 #: Exceptions reported as one-line errors (ModelLoadError is a ValueError; listed for clarity).
-_USER_ERRORS = (ModelLoadError, OSError, ValueError, TypeError)
+_USER_ERRORS = (ModelLoadError, OSError, ValueError, TypeError, FloatingPointError)
 
 _DEMO_FILES = ("demo_noisy.fits", "demo_denoised.fits", "demo_clean.fits", "demo_before_after.png")
 
@@ -186,13 +186,17 @@ def _ccddata_extensions(hdulist, shape):
 
 def _write(result, path, overwrite):
     """Write a CCDData (header, WCS, unit; mask and uncertainty as extra HDUs)."""
+    import numpy as np
     from astropy.io import fits
     from astropy.nddata import CCDData
 
     if isinstance(result, CCDData):
         result.write(path, overwrite=overwrite)
-    else:  # a colour (ny, nx, 3) array
-        fits.PrimaryHDU(result).writeto(path, overwrite=overwrite)
+    else:  # a colour (ny, nx, 3) array, masked when the input was
+        hdus = [fits.PrimaryHDU(np.ma.getdata(result))]
+        if np.ma.isMaskedArray(result):
+            hdus.append(fits.ImageHDU(np.ma.getmaskarray(result).astype(np.uint8), name="MASK"))
+        fits.HDUList(hdus).writeto(path, overwrite=overwrite)
 
 
 def _run_operation(args):

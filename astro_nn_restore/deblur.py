@@ -42,6 +42,7 @@ import warnings
 from functools import partial
 
 import numpy as np
+from astropy.nddata import NDData
 from astropy.utils.exceptions import AstropyUserWarning
 
 from . import chunked
@@ -81,7 +82,7 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         Noise per pixel (standard deviation, data unit). Default: the
         input's uncertainty, or else measured on the image by
         `estimate_white_noise` (second differences, which a blurred image's
-        own structure does not inflate).
+        own structure does not inflate). Checked as in `denoise_residual`.
     model : str, PathLike or torch.nn.Module
         ``"default"``, another registry name, a weights path, or a
         `~astro_nn_restore.models.deblur.DeblurUNet`.
@@ -335,10 +336,13 @@ def prepare_psf(psf):
     ((5, 5), 1.0)
     """
     raw = _psf_array(psf)
-    if np.ma.isMaskedArray(psf) or np.asarray(raw).dtype.kind not in "biuf":
-        raise TypeError("the PSF must be a real-valued array with no mask (masked or complex "
-                        f"values have no meaning in a kernel), got {type(raw).__name__} of "
-                        f"dtype {np.asarray(raw).dtype}")
+    if raw is None:
+        raise ValueError("the PSF HDU has no data")
+    mask = psf.mask if isinstance(psf, NDData) else np.ma.getmask(psf)
+    if np.any(mask) or np.asarray(raw).dtype.kind not in "biuf":
+        raise TypeError("the PSF must be a real-valued array with no masked value (masked or "
+                        "complex values have no meaning in a kernel), got dtype "
+                        f"{np.asarray(raw).dtype}" + (" with a mask" if np.any(mask) else ""))
     kernel = np.array(raw, dtype=np.float64)
     if kernel.ndim != 2:
         raise ValueError(f"the PSF must be a 2-D array, got shape {kernel.shape}")
@@ -355,7 +359,6 @@ def prepare_psf(psf):
 
 def _psf_array(psf):
     from astropy.io import fits
-    from astropy.nddata import NDData
 
     if isinstance(psf, (str, os.PathLike)):
         if not os.path.exists(psf):

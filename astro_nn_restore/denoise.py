@@ -40,7 +40,9 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         denoised, its chroma kept, and an array of the same shape returned).
     uncertainty : ndarray, NDUncertainty or float, optional
         Noise per pixel (standard deviation, in the data's unit). Default: the
-        input's uncertainty, or else estimated from the image.
+        input's uncertainty, or else estimated from the image. A number must be
+        finite and > 0; negative values on good pixels are refused, zero or
+        non-finite ones get a warning (see :ref:`data_model`).
     model : str, PathLike or torch.nn.Module
         ``"default"``, another registry name, a weights path, or a module.
     unit : unit-like, optional

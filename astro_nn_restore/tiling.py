@@ -14,6 +14,7 @@ channels inside the network.
 """
 
 import math
+import numbers
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -155,10 +156,10 @@ def tiled_apply(fn, image, *, tile_size=256, overlap=32, batch_size=4, scale=1,
 def _check_tiling(image, tile_size, overlap, batch_size, scale):
     if image.ndim != 3:
         raise ValueError(f"tiled_apply needs a (C, H, W) or (H, W) array, got shape {image.shape}")
-    numbers = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, scale=scale)
-    for name, value in numbers.items():
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
+    settings = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, scale=scale)
+    for name, value in settings.items():  # a float tile_size is rounded up, as it always was
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}")
     if tile_size < 1 or batch_size < 1 or scale < 1:
         raise ValueError("tile_size, batch_size and scale must be positive integers")
     if not 0 <= overlap < tile_size:

@@ -260,3 +260,15 @@ def test_demo(tmp_path, tiny_model, capsys):
 def _same_wcs_64(a, b):
     y, x = np.mgrid[0:64:9, 0:64:9]
     assert_allclose(a.all_pix2world(x, y, 0), b.all_pix2world(x, y, 0), rtol=0, atol=1e-10)
+
+
+def test_masked_colour_image_is_written_with_its_mask(tiny_model, tmp_path):
+    rgb = np.random.default_rng(1).uniform(0, 1, (40, 56, 3)).astype(np.float32)
+    mask = np.zeros(rgb.shape, np.uint8)
+    mask[3, 4] = 1
+    src, out = tmp_path / "rgb.fits", tmp_path / "out.fits"
+    fits.HDUList([fits.PrimaryHDU(rgb), fits.ImageHDU(mask, name="MASK")]).writeto(src)
+    assert cli.main(_denoise_args(src, out, tiny_model[0])) == 0
+    with fits.open(out) as written:
+        assert written[0].data.shape == rgb.shape
+        assert_array_equal(written["MASK"].data, mask)

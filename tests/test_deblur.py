@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, NDData
 from astropy.stats import mad_std
 from astropy.utils.exceptions import AstropyUserWarning
 from numpy.testing import assert_allclose, assert_array_equal
@@ -107,8 +107,17 @@ def test_prepare_psf_rejects_bad_input(bad, message):
 @pytest.mark.parametrize("psf", [psf_moffat(2.0) + 0j,
                                  np.ma.masked_array(psf_moffat(2.0), psf_moffat(2.0) < 0.01)])
 def test_prepare_psf_refuses_complex_or_masked_kernels(psf):
-    with pytest.raises(TypeError, match="real-valued array with no mask"):
+    with pytest.raises(TypeError, match="real-valued array with no masked value"):
         prepare_psf(psf)
+
+
+def test_prepare_psf_accepts_an_empty_mask_and_names_an_empty_hdu():
+    kernel = psf_moffat(2.0)
+    assert_allclose(prepare_psf(np.ma.masked_invalid(kernel)), kernel, atol=1e-12)
+    with pytest.raises(TypeError, match="with a mask"):
+        prepare_psf(NDData(kernel, mask=kernel < 0.01))
+    with pytest.raises(ValueError, match="the PSF HDU has no data"):
+        prepare_psf(fits.PrimaryHDU())
 
 
 def test_psf_stamp_crops_and_pads():

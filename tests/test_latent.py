@@ -427,3 +427,11 @@ def test_decode_latent_refuses_complex_vectors():
     module = _zero_decoder_model()
     with pytest.raises(TypeError, match="latent vectors must be real numbers"):
         decode_latent(np.zeros((2, module.latent_dim), complex), model=module)
+
+
+@pytest.mark.parametrize(("model", "size"), [("default", 8), ("latent16", 16), ("latent32", 32)])
+def test_shipped_latent_sizes(model, size):
+    if f"autoencoder-{model}" not in available_models("autoencoder"):
+        pytest.skip(f"autoencoder-{model} is not shipped")
+    stack = make_cutouts(simulate_sky((128, 128), seed=4).noisy, max_sources=2)
+    assert encode_latent(stack, model=model).shape == (len(stack), size)

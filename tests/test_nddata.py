@@ -280,8 +280,10 @@ def test_an_uncertainty_array_must_be_positive_on_good_pixels(tiny_model):
         _denoise(CCDData(_data(), unit="adu", uncertainty=VarianceUncertainty(sigma)), tiny_model)
     zero = np.full(SHAPE, 2.0)
     zero[5, 6] = 0.0
-    with pytest.raises(ValueError, match="finite and > 0 on every good pixel; 1 are not"):
-        _denoise(CCDData(_data(), unit="adu", uncertainty=StdDevUncertainty(zero)), tiny_model)
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel"):
+        out = _denoise(CCDData(_data(), unit="adu", uncertainty=StdDevUncertainty(zero)),
+                       tiny_model)
+    assert np.isfinite(out.data).all()
     data.mask = np.zeros(SHAPE, bool)
     data.mask[3, 4] = True  # the pixel's sigma means nothing once it is masked
     out = _denoise(data, tiny_model, uncertainty=sigma)
@@ -416,6 +418,7 @@ def test_quantity_keeps_its_unit(tiny_model):
     out = _denoise(data, tiny_model)
     assert out.unit == u.MJy / u.sr
     assert _denoise(data, tiny_model, unit="adu").unit == u.MJy / u.sr  # its own unit wins
+    assert _denoise((data, _wcs()), tiny_model).unit == u.MJy / u.sr  # in a tuple too
 
 
 # ------------------------------------------------------------------ colour

@@ -207,5 +207,13 @@ def test_tiling_numbers_must_be_integers(name):
 
     settings = dict(tile_size=8, overlap=2, batch_size=2)
     settings[name] = "4"
-    with pytest.raises(TypeError, match=f"{name} must be an integer, got '4'"):
+    with pytest.raises(TypeError, match=f"{name} must be a number, got '4'"):
         tiled_apply(lambda batch: batch, np.zeros((16, 16), np.float32), **settings)
+
+
+def test_a_float_tile_size_is_rounded_up_as_before():
+    from astro_nn_restore.tiling import tiled_apply
+
+    image = np.arange(400.0, dtype=np.float32).reshape(20, 20)
+    out = tiled_apply(lambda batch: 2 * batch, image, tile_size=8.5, overlap=2)
+    np.testing.assert_allclose(out, 2 * image)

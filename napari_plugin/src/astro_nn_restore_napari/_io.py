@@ -95,6 +95,8 @@ def _unit_from_header(header):
     bunit = str(header.get("BUNIT", "")).strip()
     if not bunit:
         return u.dimensionless_unscaled, "no BUNIT in the header: data treated as dimensionless"
+    if bunit.lower() == "adu":  # CCDData.read reads 'ADU' as adu too
+        return u.adu, None
     try:
         u.Unit(bunit, parse_strict="raise")
     except ValueError:
