@@ -196,10 +196,15 @@ def make_cutouts(data, *, size=32, positions=None, threshold=5.0, max_sources=No
     >>> bool(abs(stack.positions[0, 0] - sky.sources["x"][0]) < 1e-9)
     True
     """
+    return _cutouts(parse_image(data, unit=unit), size=size, positions=positions,
+                    threshold=threshold, max_sources=max_sources, n_pixels=n_pixels)
+
+
+def _cutouts(parsed, *, size, positions=None, threshold=5.0, max_sources=None, n_pixels=5):
+    """`make_cutouts` of an image already parsed (it is parsed once per call)."""
     size = _checked_size(size)
     if max_sources is not None and (int(max_sources) != max_sources or max_sources < 0):
         raise ValueError(f"max_sources must be an integer >= 0 or None, got {max_sources!r}")
-    parsed = parse_image(data, unit=unit)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     if positions is None:
         if not (np.isfinite(threshold) and threshold > 0):
@@ -359,7 +364,7 @@ def _as_stack(data, size, unit):
     if parsed.data.shape == (size, size):
         array = np.where(parsed.bad, np.nan, parsed.data)[None]
         return _stack_from_array(array, size, parsed.unit, wcs=[parsed.wcs]), True
-    return make_cutouts(data, size=size, unit=unit), False
+    return _cutouts(parsed, size=size), False
 
 
 def _stack_from_array(array, size, unit, wcs=None):

@@ -435,3 +435,18 @@ def test_shipped_latent_sizes(model, size):
         pytest.skip(f"autoencoder-{model} is not shipped")
     stack = make_cutouts(simulate_sky((128, 128), seed=4).noisy, max_sources=2)
     assert encode_latent(stack, model=model).shape == (len(stack), size)
+
+
+def test_an_image_is_parsed_once_per_call():
+    """A header warning (here: a WCS that wcslib rejects) is given once, not per parse."""
+    import warnings
+
+    sky = simulate_sky((96, 96), seed=3).noisy
+    header = sky.wcs.to_header()
+    header["CDELT1"] = header["CDELT2"] = 0.0
+    for key in [k for k in header if k.startswith(("PC", "CD")) and not k.startswith("CDELT")]:
+        del header[key]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encode_latent((sky.data, header), model=_zero_decoder_model())
+    assert sum("WCS is not valid" in str(w.message) for w in caught) == 1
