@@ -199,9 +199,13 @@ def _as_float_array(array, *, allow_color):
     if array.ndim != 2 and not (allow_color and is_color):
         expected = "a 2-D image or an (ny, nx, 3) colour image" if allow_color else "a 2-D image"
         raise ValueError(f"expected {expected}, got an array of shape {array.shape}")
-    # astype always copies, and float32 in native byte order is what torch takes
+    return float32_checked(array)  # float32 in native byte order is what torch takes
+
+
+def float32_checked(array):
+    """A float32 copy of ``array``, or a ValueError if finite values overflow float32."""
     with np.errstate(over="ignore"):
-        converted = array.astype(np.float32)
+        converted = array.astype(np.float32)  # astype always copies
     overflow = np.isinf(converted) & np.isfinite(array)
     if overflow.any():  # they would silently become inf, and then bad pixels
         raise ValueError(f"{int(overflow.sum())} finite value(s) exceed the float32 range "
@@ -275,13 +279,7 @@ def as_std_array(uncertainty, shape, unit, bad=None):
     """
     if not hasattr(uncertainty, "represent_as"):
         uncertainty = StdDevUncertainty(uncertainty)
-    negative = np.asarray(uncertainty.array) < 0
-    if bad is not None and negative.shape == bad.shape:
-        negative &= ~bad
-    if negative.any():
-        raise ValueError(f"the uncertainty has {int(negative.sum())} negative value(s) on good "
-                         "pixels; it must be a standard deviation, variance or inverse "
-                         "variance (>= 0)")
+    refuse_negative_sigma(np.asarray(uncertainty.array), bad)
     std = uncertainty.represent_as(StdDevUncertainty)
     sigma = np.array(std.array, dtype=np.float32)
     if std.unit is not None and std.unit != unit:
@@ -317,6 +315,18 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     if gain is None or read_noise is None:
         return None
     return ccd_sigma(parsed.data, gain=gain, read_noise=read_noise, sky=sky, bad=parsed.bad)
+
+
+def refuse_negative_sigma(values, bad=None):
+    """``values``, or a ValueError if some are negative on good pixels (any uncertainty kind)."""
+    negative = values < 0
+    if bad is not None and negative.shape == bad.shape:
+        negative &= ~bad
+    if negative.any():
+        raise ValueError(f"the uncertainty has {int(negative.sum())} negative value(s) on good "
+                         "pixels; it must be a standard deviation, variance or inverse "
+                         "variance (>= 0)")
+    return values
 
 
 def scalar_sigma(uncertainty):

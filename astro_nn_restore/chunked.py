@@ -160,7 +160,8 @@ def _lazy_image(data, unit, chunks):
     if array.dtype.kind not in "biuf" or array.ndim != 2:
         raise ValueError(f"chunked processing takes 2-D numeric images, got shape {array.shape} "
                          f"and dtype {array.dtype} (process colour images in memory)")
-    array = array.astype(np.float32)  # native byte order, chunk by chunk
+    # native byte order, chunk by chunk; overflow is refused as in memory, when a chunk is read
+    array = array.map_blocks(_nddata.float32_checked, dtype=np.float32)
     header = fits.Header() if header is None else header.copy()
     wcs = _nddata._wcs_from_header(header) if wcs is None and header else wcs
     unit = _nddata._choose_unit(own_unit, header, unit)
@@ -168,7 +169,7 @@ def _lazy_image(data, unit, chunks):
     if mask is not None:
         mask = _like(mask, array).astype(bool)
         bad = bad | mask
-    sigma = None if uncertainty is None else lazy_sigma(uncertainty, array, unit)
+    sigma = None if uncertainty is None else lazy_sigma(uncertainty, array, unit, bad)
     return LazyImage(array, unit, wcs, header, mask, sigma, bad)
 
 
@@ -184,8 +185,12 @@ def _like(array, reference):
     return array.rechunk(reference.chunks)
 
 
-def lazy_sigma(uncertainty, reference, unit):
-    """Standard deviation (dask, float32) from a scalar, array or NDUncertainty."""
+def lazy_sigma(uncertainty, reference, unit, bad=None):
+    """Standard deviation (dask, float32) from a scalar, array or NDUncertainty.
+
+    Negative values on pixels that are not ``bad`` are refused, as in memory
+    (`~astro_nn_restore._nddata.as_std_array`), when their chunk is read.
+    """
     import dask.array as da
 
     if np.isscalar(uncertainty):
@@ -195,6 +200,8 @@ def lazy_sigma(uncertainty, reference, unit):
         uncertainty = StdDevUncertainty(uncertainty)
     kind = type(uncertainty).__name__
     sigma = _like(uncertainty.array, reference).astype(np.float64)
+    if bad is not None:
+        sigma = da.map_blocks(_nddata.refuse_negative_sigma, sigma, bad, dtype=sigma.dtype)
     sigma = {"VarianceUncertainty": da.sqrt, "InverseVariance": lambda v: 1 / da.sqrt(v)}.get(
         kind, lambda s: s)(sigma)
     own = uncertainty.unit
@@ -207,7 +214,7 @@ def noise_map(image, uncertainty):
     """The lazy counterpart of `~astro_nn_restore._nddata.noise_map`."""
     if uncertainty is None:
         return image.uncertainty
-    return lazy_sigma(uncertainty, image.data, image.unit)
+    return lazy_sigma(uncertainty, image.data, image.unit, image.bad)
 
 
 # --------------------------------------------------------- receptive field

@@ -211,3 +211,25 @@ def test_map_chunks_scale_and_leading_axis():
 
     out = map_chunks(up, [image], depth=5, scale=2, leading=3).compute()
     assert_array_equal(out, up(image.compute()))
+
+
+def test_chunked_path_refuses_negative_uncertainty_and_float32_overflow(sky, tmp_path):
+    from astropy.nddata import StdDevUncertainty
+
+    kwargs = dict(model=_perturbed(ResidualUNet(**LEVEL)), **TILING)
+    sigma = np.ones(SHAPE)
+    sigma[20, 30] = -1.0  # a good pixel ((5, 7) is NaN in the fixture)
+    negative = _dask_ccd(sky)
+    negative.uncertainty = StdDevUncertainty(da.from_array(sigma, chunks=CHUNK))
+    out = tmp_path / "out.fits"
+    with pytest.raises(ValueError, match="1 negative value"):
+        denoise_residual(negative, out=out, **kwargs)
+    with pytest.raises(ValueError, match="1 negative value"):
+        denoise_residual(_dask_ccd(sky), uncertainty=da.from_array(sigma, chunks=CHUNK),
+                         out=out, **kwargs)
+    huge = np.asarray(sky.data, np.float64).copy()
+    huge[3, 4] = 1e39
+    with pytest.raises(ValueError, match="exceed the float32 range"):
+        denoise_residual(CCDData(da.from_array(huge, chunks=CHUNK), unit=sky.unit), out=out,
+                         **kwargs)
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))  # nothing half-written
