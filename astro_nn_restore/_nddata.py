@@ -214,9 +214,10 @@ def float32_checked(array):
     return converted
 
 
-def non_negative_number(value, name):
+def non_negative_number(value, name, *, positive=False, meaning=""):
     """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0.
 
+    With ``positive=True`` it must be > 0. ``meaning`` is added to the message.
     Booleans are refused: ``float(True)`` is 1, which nobody means by it.
 
     Examples
@@ -228,8 +229,9 @@ def non_negative_number(value, name):
         number = np.nan if isinstance(value, (bool, np.bool_)) else float(value)
     except (TypeError, ValueError):
         number = np.nan
-    if not (np.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not (np.isfinite(number) and (number > 0 if positive else number >= 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}{meaning}, got {value!r}")
     return number
 
 
@@ -306,10 +308,10 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     if uncertainty is not None:
         if np.isscalar(uncertainty):
             return np.full(parsed.data.shape[:2], scalar_sigma(uncertainty), dtype=np.float32)
-        return checked_sigma(as_std_array(uncertainty, parsed.data.shape, parsed.unit,
+        return warn_unknown_sigma(as_std_array(uncertainty, parsed.data.shape, parsed.unit,
                                           parsed.bad), parsed.bad)
     if parsed.uncertainty is not None:
-        return checked_sigma(parsed.uncertainty, parsed.bad)
+        return warn_unknown_sigma(parsed.uncertainty, parsed.bad)
     if from_header:
         gain, read_noise = ccd_parameters(parsed.meta, gain=gain, read_noise=read_noise)
     if gain is None or read_noise is None:
@@ -331,22 +333,16 @@ def refuse_negative_sigma(values, bad=None):
 
 def scalar_sigma(uncertainty):
     """A number given as ``uncertainty=``, or a ValueError unless it is finite and > 0."""
-    try:
-        sigma = float(uncertainty)
-    except (TypeError, ValueError):
-        sigma = np.nan
-    if isinstance(uncertainty, (bool, np.bool_)) or not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"uncertainty must be a finite number > 0 (a standard deviation in "
-                         f"the data's unit), got {uncertainty!r}")
-    return sigma
+    return non_negative_number(uncertainty, "uncertainty", positive=True,
+                               meaning=" (a standard deviation in the data's unit)")
 
 
-def checked_sigma(sigma, bad):
+def warn_unknown_sigma(sigma, bad):
     """``sigma``, with a warning if it is zero or not finite on some good pixel.
 
     Such pixels (an inverse variance of 0 is a common "no data" mark) get the
     median noise in the network's noise channel; mask them if they hold no
-    data. Negative values were refused before (`as_std_array`).
+    data. Negative values are refused earlier, by `as_std_array`.
     """
     unknown = ~np.isfinite(sigma) | (sigma == 0)
     if bad is not None:
@@ -439,11 +435,20 @@ def color_output(parsed, rgb, factor=1):
     return np.ma.masked_array(rgb, mask=mask.repeat(factor, 0).repeat(factor, 1))
 
 
-def refuse_color_uncertainty(uncertainty):
-    """A ValueError for ``uncertainty=`` with a colour image (only its luminance is restored)."""
+def restore_color(parsed, restore_plane, uncertainty=None):
+    """An (ny, nx, 3) image restored in its luminance, chroma kept, NaN and mask restored.
+
+    ``restore_plane(luminance)`` restores the 2-D luminance. ``uncertainty=`` is
+    refused: the luminance's noise is measured from the image.
+    """
+    from ._color import merge_luminance, split_luminance
+
     if uncertainty is not None:
         raise ValueError("uncertainty= is for 2-D images: a colour (ny, nx, 3) image is restored "
                          "in its luminance, whose noise is measured from the image")
+    luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
+    rgb = merge_luminance(restore_plane(luminance), chroma)
+    return color_output(parsed, restore_bad_pixels(parsed, rgb))
 
 
 def provenance_header(meta, *, operation, model_card, extra_history=()):

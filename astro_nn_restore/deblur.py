@@ -46,17 +46,8 @@ from astropy.nddata import NDData
 from astropy.utils.exceptions import AstropyUserWarning
 
 from . import chunked
-from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import (
-    color_output,
-    filled_for_network,
-    noise_map,
-    parse_image,
-    refuse_color_uncertainty,
-    repack,
-    restore_bad_pixels,
-)
+from ._nddata import noise_map, parse_image, repack, restore_bad_pixels, restore_color
 from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
 
@@ -142,10 +133,8 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
                                overwrite)
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
-        refuse_color_uncertainty(uncertainty)
-        luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
-        restored, _ = _deblur_plane(luminance, parsed.bad, None, kernel, module, tiling)
-        return color_output(parsed, restore_bad_pixels(parsed, merge_luminance(restored, chroma)))
+        return restore_color(parsed, lambda y: _deblur_plane(y, parsed.bad, None, kernel, module,
+                                                             tiling)[0], uncertainty)
     sigma = noise_map(parsed, uncertainty)
     restored, flux_note = _deblur_plane(parsed.data, parsed.bad, sigma, kernel, module, tiling)
     restore_bad_pixels(parsed, restored)

@@ -11,17 +11,8 @@ from functools import partial
 import numpy as np
 
 from . import chunked
-from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import (
-    color_output,
-    filled_for_network,
-    noise_map,
-    parse_image,
-    refuse_color_uncertainty,
-    repack,
-    restore_bad_pixels,
-)
+from ._nddata import noise_map, parse_image, repack, restore_bad_pixels, restore_color
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -86,8 +77,8 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         return _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwrite)
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
-        refuse_color_uncertainty(uncertainty)
-        return color_output(parsed, _denoise_color(parsed, module, tiling))
+        return restore_color(parsed, partial(_denoise_plane, bad=parsed.bad, module=module,
+                                             tiling=tiling), uncertainty)
     sigma = noise_map(parsed, uncertainty)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=sigma)
     denoised = _denoise_block(parsed.data, parsed.bad, sigma, norm=norm, module=module,
@@ -140,12 +131,10 @@ def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwri
                               uncertainty=_output_uncertainty(sigma, norm, card, like=image.data))
 
 
-def _denoise_color(parsed, module, tiling):
-    luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
-    norm = estimate_normalization(luminance, bad=parsed.bad)
-    restored = _denoise_block(luminance, parsed.bad, norm=norm, module=module, tiling=tiling)
-    rgb = merge_luminance(restored, chroma)
-    return restore_bad_pixels(parsed, rgb)
+def _denoise_plane(image, *, bad, module, tiling):
+    """A 2-D plane (a colour image's luminance) denoised with its own normalisation."""
+    norm = estimate_normalization(image, bad=bad)
+    return _denoise_block(image, bad, norm=norm, module=module, tiling=tiling)
 
 
 def _output_uncertainty(sigma, norm, card, like):

@@ -207,8 +207,7 @@ def _cutouts(parsed, *, size, positions=None, threshold=5.0, max_sources=None, n
         raise ValueError(f"max_sources must be an integer >= 0 or None, got {max_sources!r}")
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     if positions is None:
-        if not (np.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be a finite number > 0 (sigma), got {threshold!r}")
+        threshold = non_negative_number(threshold, "threshold", positive=True, meaning=" (sigma)")
         xy = _detect(parsed, norm, threshold, n_pixels)
     else:
         xy = _inside(_pixel_positions(positions, parsed.wcs), parsed.data.shape)

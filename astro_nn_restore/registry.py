@@ -111,13 +111,9 @@ def _check_module_task(module, task):
     from .models import ARCHITECTURES
 
     origin = ARCHITECTURES.get(type(module).__name__, "").split(":")[0]
-    if task is not None and origin in _TASK_NAMES and origin != task:
+    if task is not None and origin in TASKS and origin != task:  # models.denoise, ...
         raise ModelLoadError(f"{type(module).__name__} is a {origin!r} network, not a "
                              f"{task!r} one")
-
-
-#: Model modules of this package named after the task their networks serve.
-_TASK_NAMES = ("denoise", "deblur", "superres", "autoencoder", "colorize")
 
 
 def _check_weights_file(path, card):
