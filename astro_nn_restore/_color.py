@@ -7,7 +7,7 @@ chroma differences ``R - Y`` and ``B - Y``.
 
 import numpy as np
 
-__all__ = ["split_luminance", "merge_luminance"]
+__all__ = ["split_luminance", "merge_luminance", "luminance_sigma"]
 
 _WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -36,3 +36,21 @@ def merge_luminance(y, chroma):
     b = y + chroma[..., 1]
     g = (y - _WEIGHTS[0] * r - _WEIGHTS[2] * b) / _WEIGHTS[1]
     return np.stack([r, g, b], axis=-1).astype(np.float32)
+
+
+def luminance_sigma(sigma):
+    """Noise of the luminance from the channels' noise (independent channels).
+
+    ``sigma`` is (ny, nx, 3), one standard deviation per channel, or (ny, nx),
+    the same for all three.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(float(luminance_sigma(np.ones((1, 1)))[0, 0]), 4)  # sqrt(sum of weights**2)
+    0.6686
+    """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if sigma.ndim == 3:
+        return np.sqrt(sigma**2 @ _WEIGHTS**2).astype(np.float32)
+    return (sigma * np.sqrt(np.sum(_WEIGHTS**2))).astype(np.float32)

@@ -17,16 +17,15 @@ Policy (documented in ``docs/data_model.rst``):
 
 import copy
 import os
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData, StdDevUncertainty
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
+from ._warnings import warn
 from .wcs_utils import strip_wcs_keywords
 
 __all__ = []
@@ -235,6 +234,25 @@ def non_negative_number(value, name, *, positive=False, meaning=""):
     return number
 
 
+def integer_at_least(value, name, minimum):
+    """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= ``minimum``.
+
+    Booleans, strings and NaN are refused (``True`` would count as 1).
+
+    Examples
+    --------
+    >>> integer_at_least(4.0, "size", 4)
+    4
+    """
+    try:
+        whole = not isinstance(value, (bool, np.bool_, str)) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _checked_mask(mask, shape):
     mask = np.array(mask, dtype=bool)
     if mask.shape == shape or (mask.shape == shape[:2] and len(shape) == 3):
@@ -249,9 +267,8 @@ def _wcs_from_header(header):
         wcs.wcs.set()
     except Exception as err:  # wcslib raises many classes (SingularMatrixError, ...)
         reason = " ".join(str(err).split())[:160]
-        warnings.warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the "
-                      "output has no WCS and no WCS keywords",
-                      AstropyUserWarning, stacklevel=4)
+        warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the output "
+             "has no WCS and no WCS keywords")
         return None
     return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
 
@@ -286,8 +303,9 @@ def as_std_array(uncertainty, shape, unit, bad=None):
     sigma = np.array(std.array, dtype=np.float32)
     if std.unit is not None and std.unit != unit:
         sigma = (sigma * std.unit).to_value(unit).astype(np.float32)
-    if sigma.shape != shape[:2]:
-        raise ValueError(f"uncertainty shape {sigma.shape} does not match data shape {shape[:2]}")
+    if sigma.shape not in (shape, shape[:2]):
+        raise ValueError(f"uncertainty shape {sigma.shape} does not match data shape {shape}"
+                         + (f" or {shape[:2]}" if len(shape) == 3 else ""))
     return sigma
 
 
@@ -322,6 +340,8 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
 def refuse_negative_sigma(values, bad=None):
     """``values``, or a ValueError if some are negative on good pixels (any uncertainty kind)."""
     negative = values < 0
+    if negative.ndim == 3:  # a colour image's channels; ``bad`` is per pixel
+        negative = negative.any(axis=-1)
     if bad is not None and negative.shape == bad.shape:
         negative &= ~bad
     if negative.any():
@@ -342,15 +362,19 @@ def warn_unknown_sigma(sigma, bad):
 
     Such pixels (an inverse variance of 0 is a common "no data" mark) get the
     median noise in the network's noise channel; mask them if they hold no
-    data. Negative values are refused earlier, by `as_std_array`.
+    data. Negative values are refused earlier, by `as_std_array`. ``sigma``
+    may be a dask array (counted here, in one pass) or hold a colour image's
+    three channels.
     """
     unknown = ~np.isfinite(sigma) | (sigma == 0)
+    if unknown.ndim == 3:
+        unknown = unknown.any(axis=-1)
     if bad is not None:
-        unknown &= ~bad
-    if unknown.any():
-        warnings.warn(f"the uncertainty is zero or not finite on {int(unknown.sum())} good "
-                      "pixel(s): the network is given the median noise there (mask them if "
-                      "they hold no data)", AstropyUserWarning, stacklevel=4)
+        unknown = unknown & ~bad
+    count = int(unknown.sum())
+    if count:
+        warn(f"the uncertainty is zero or not finite on {count} good pixel(s): the network "
+             "is given the median noise there (mask them if they hold no data)")
     return sigma
 
 
@@ -398,19 +422,17 @@ def ccd_sigma(data, *, gain, read_noise, sky=None, bad=None):
 
 
 def _check_against_measured(sigma, data, measured, bad):
-    import warnings
-
     sky = np.abs(data - measured.background) < 3 * measured.scale
     if bad is not None:
         sky &= ~bad
     predicted = float(np.median(sigma[sky])) if sky.any() else float(np.median(sigma))
     ratio = predicted / measured.scale
     if not 0.5 <= ratio <= 2.0:
-        warnings.warn(
+        warn(
             f"the CCD equation gives a sky noise of {predicted:.3g}, but the image's measured "
             f"noise is {measured.scale:.3g} (ratio {ratio:.2f}): check GAIN and RDNOISE, and "
             "give sky= (the sky level above the bias) if the frame is not bias-subtracted",
-            UserWarning, stacklevel=3)
+            UserWarning)
 
 
 def filled_for_network(parsed, fill_value):
@@ -438,16 +460,17 @@ def color_output(parsed, rgb, factor=1):
 def restore_color(parsed, restore_plane, uncertainty=None):
     """An (ny, nx, 3) image restored in its luminance, chroma kept, NaN and mask restored.
 
-    ``restore_plane(luminance)`` restores the 2-D luminance. ``uncertainty=`` is
-    refused: the luminance's noise is measured from the image.
+    ``restore_plane(luminance, sigma)`` restores the 2-D luminance; ``sigma``
+    is its noise (``_color.luminance_sigma``) from
+    ``uncertainty`` or the input's own uncertainty (per channel, or one value
+    or map for all three), or None: then it is measured from the image.
     """
-    from ._color import merge_luminance, split_luminance
+    from ._color import luminance_sigma, merge_luminance, split_luminance
 
-    if uncertainty is not None:
-        raise ValueError("uncertainty= is for 2-D images: a colour (ny, nx, 3) image is restored "
-                         "in its luminance, whose noise is measured from the image")
+    sigma = noise_map(parsed, uncertainty)
     luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
-    rgb = merge_luminance(restore_plane(luminance), chroma)
+    restored = restore_plane(luminance, None if sigma is None else luminance_sigma(sigma))
+    rgb = merge_luminance(restored, chroma)
     return color_output(parsed, restore_bad_pixels(parsed, rgb))
 
 

@@ -211,10 +211,14 @@ def lazy_sigma(uncertainty, reference, unit, bad=None):
 
 
 def noise_map(image, uncertainty):
-    """The lazy counterpart of `~astro_nn_restore._nddata.noise_map`."""
-    if uncertainty is None:
-        return image.uncertainty
-    return lazy_sigma(uncertainty, image.data, image.unit, image.bad)
+    """The lazy counterpart of `~astro_nn_restore._nddata.noise_map`.
+
+    The uncertainty is read once here, before any output is written: negative
+    values are refused and zero or non-finite ones warned about, as in memory.
+    """
+    sigma = image.uncertainty if uncertainty is None else lazy_sigma(
+        uncertainty, image.data, image.unit, image.bad)
+    return None if sigma is None else _nddata.warn_unknown_sigma(sigma, image.bad)
 
 
 # --------------------------------------------------------- receptive field

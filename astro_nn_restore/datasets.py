@@ -99,10 +99,10 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     Uses `ccdproc.ImageFileCollection`, so the usual header filtering applies.
     Files whose first image is not 2-D are skipped with a warning.
     """
-    import warnings
-
     from astropy.io import fits
     from ccdproc import ImageFileCollection
+
+    from ._warnings import warn
 
     collection = ImageFileCollection(folder, glob_include=pattern)
     images = []
@@ -111,7 +111,7 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
             hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
             array = None if hdu is None else np.asarray(hdu.data, dtype=np.float32)
         if array is None or array.ndim != 2:
-            warnings.warn(f"skipping {path}: no 2-D image", UserWarning, stacklevel=2)
+            warn(f"skipping {path}: no 2-D image", UserWarning)
             continue
         images.append(np.nan_to_num(array, nan=float(np.nanmedian(array))))
     if not images:

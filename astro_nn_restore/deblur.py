@@ -38,16 +38,15 @@ produce colour fringes where the channels' artefacts differ.
 """
 
 import os
-import warnings
 from functools import partial
 
 import numpy as np
 from astropy.nddata import NDData
-from astropy.utils.exceptions import AstropyUserWarning
 
 from . import chunked
 from ._inference import run_network
 from ._nddata import noise_map, parse_image, repack, restore_bad_pixels, restore_color
+from ._warnings import warn
 from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
 
@@ -73,7 +72,8 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         Noise per pixel (standard deviation, data unit). Default: the
         input's uncertainty, or else measured on the image by
         `estimate_white_noise` (second differences, which a blurred image's
-        own structure does not inflate). Checked as in `denoise_residual`.
+        own structure does not inflate). Checked, and for colour input
+        propagated to the luminance, as in `denoise_residual`.
     model : str, PathLike or torch.nn.Module
         ``"default"``, another registry name, a weights path, or a
         `~astro_nn_restore.models.deblur.DeblurUNet`.
@@ -105,7 +105,7 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         uncertainty is attached: deconvolution amplifies and correlates the
         noise in a way a per-pixel sigma does not describe. Colour input
         gives an (ny, nx, 3) float32 array (a masked array, with its mask, when
-        the input was masked; ``uncertainty=`` is refused for it).
+        the input was masked).
 
     Examples
     --------
@@ -133,8 +133,9 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
                                overwrite)
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
-        return restore_color(parsed, lambda y: _deblur_plane(y, parsed.bad, None, kernel, module,
-                                                             tiling)[0], uncertainty)
+        return restore_color(parsed, lambda y, sigma: _deblur_plane(y, parsed.bad, sigma, kernel,
+                                                                    module, tiling)[0],
+                             uncertainty)
     sigma = noise_map(parsed, uncertainty)
     restored, flux_note = _deblur_plane(parsed.data, parsed.bad, sigma, kernel, module, tiling)
     restore_bad_pixels(parsed, restored)
@@ -185,10 +186,10 @@ LARGE_FLUX_OFFSET = 0.25
 
 def _flux_note(offset, norm):
     if abs(offset) > LARGE_FLUX_OFFSET:
-        warnings.warn(f"deblur: keeping the total flux moved every pixel by {offset:.3g} sigma "
-                      "(usually about 0.01): part of the input, such as a cosmic ray or hot "
-                      "pixel, was not reproduced by the network; mask such pixels to leave "
-                      "them out of the flux total", AstropyUserWarning, stacklevel=4)
+        warn(f"deblur: keeping the total flux moved every pixel by {offset:.3g} sigma "
+             "(usually about 0.01): part of the input, such as a cosmic ray or hot pixel, was "
+             "not reproduced by the network; mask such pixels to leave them out of the flux "
+             "total")
     return f"deblur: flux kept by adding {offset * norm.scale:.4g} per pixel ({offset:.2g} sigma)"
 
 

@@ -33,7 +33,9 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         Noise per pixel (standard deviation, in the data's unit). Default: the
         input's uncertainty, or else estimated from the image. A number must be
         finite and > 0; negative values on good pixels are refused, zero or
-        non-finite ones get a warning (see :ref:`data_model`).
+        non-finite ones get a warning (see :ref:`data_model`). For colour
+        input: per channel (ny, nx, 3), or one number or (ny, nx) map for all
+        three channels; the luminance's noise is propagated from it.
     model : str, PathLike or torch.nn.Module
         ``"default"``, another registry name, a weights path, or a module.
     unit : unit-like, optional
@@ -60,7 +62,7 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
         The uncertainty is the input noise scaled by the residual-noise ratio
         measured on validation data (model card ``calibration``). Colour input
         gives an (ny, nx, 3) float32 array (a masked array, with its mask, when
-        the input was masked; ``uncertainty=`` is refused for it).
+        the input was masked), without uncertainty.
 
     Examples
     --------
@@ -131,10 +133,10 @@ def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwri
                               uncertainty=_output_uncertainty(sigma, norm, card, like=image.data))
 
 
-def _denoise_plane(image, *, bad, module, tiling):
+def _denoise_plane(image, sigma=None, *, bad, module, tiling):
     """A 2-D plane (a colour image's luminance) denoised with its own normalisation."""
-    norm = estimate_normalization(image, bad=bad)
-    return _denoise_block(image, bad, norm=norm, module=module, tiling=tiling)
+    norm = estimate_normalization(image, bad=bad, uncertainty=sigma)
+    return _denoise_block(image, bad, sigma, norm=norm, module=module, tiling=tiling)
 
 
 def _output_uncertainty(sigma, norm, card, like):

@@ -42,7 +42,7 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from scipy.ndimage import gaussian_filter
 
-from ._nddata import non_negative_number, parse_image
+from ._nddata import integer_at_least, non_negative_number, parse_image
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -202,9 +202,9 @@ def make_cutouts(data, *, size=32, positions=None, threshold=5.0, max_sources=No
 
 def _cutouts(parsed, *, size, positions=None, threshold=5.0, max_sources=None, n_pixels=5):
     """`make_cutouts` of an image already parsed (it is parsed once per call)."""
-    size = _checked_size(size)
-    if max_sources is not None and (int(max_sources) != max_sources or max_sources < 0):
-        raise ValueError(f"max_sources must be an integer >= 0 or None, got {max_sources!r}")
+    size = integer_at_least(size, "size", 4)
+    if max_sources is not None:
+        max_sources = integer_at_least(max_sources, "max_sources", 0)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     if positions is None:
         threshold = non_negative_number(threshold, "threshold", positive=True, meaning=" (sigma)")
@@ -212,7 +212,7 @@ def _cutouts(parsed, *, size, positions=None, threshold=5.0, max_sources=None, n
     else:
         xy = _inside(_pixel_positions(positions, parsed.wcs), parsed.data.shape)
     if max_sources is not None:
-        xy = xy[: int(max_sources)]
+        xy = xy[:max_sources]
     return _cut(parsed, xy, size, norm.scale)
 
 
@@ -229,12 +229,6 @@ def _inside(xy, shape):
                          "select the positions on the image first (for sky coordinates, "
                          "WCS.footprint_contains)")
     return xy
-
-
-def _checked_size(size):
-    if int(size) != size or size < 4:
-        raise ValueError(f"size must be an integer of at least 4, got {size!r}")
-    return int(size)
 
 
 def _detect(parsed, norm, threshold, n_pixels):
@@ -392,9 +386,7 @@ def _run(method, array, batch_size):
     """Apply ``method`` (encode or decode) in float32 batches; numpy in and out."""
     import torch
 
-    if isinstance(batch_size, (bool, np.bool_)) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    batch_size = int(batch_size)
+    batch_size = integer_at_least(batch_size, "batch_size", 1)
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(array), batch_size):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData, NDData
+from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.stats import mad_std
 from astropy.utils.exceptions import AstropyUserWarning
 from numpy.testing import assert_allclose, assert_array_equal
@@ -217,14 +217,19 @@ def test_deblur_colour_keeps_chroma(tiny_net):
     assert_allclose(out[..., 2] - out @ luma, rgb[..., 2] - rgb @ luma, atol=1e-5)
 
 
-def test_deblur_colour_keeps_the_mask_and_refuses_uncertainty(tiny_net):
+def test_deblur_colour_keeps_the_mask_and_uses_the_uncertainty(tiny_net):
     rgb = np.clip(np.random.default_rng(2).normal(0.3, 0.05, (40, 48, 3)), 0, 1)
     mask = np.zeros(rgb.shape, bool)
     mask[3:5, 7:9] = True
     out = deblur(np.ma.masked_array(rgb, mask), psf=psf_gaussian(2.0), model=tiny_net, **FAST)
     assert (np.ma.getmaskarray(out) == mask).all()
-    with pytest.raises(ValueError, match="uncertainty= is for 2-D images"):
-        deblur(rgb, psf=psf_gaussian(2.0), model=tiny_net, uncertainty=0.1, **FAST)
+    sigma = np.full(rgb.shape, 0.01)
+    given = deblur(rgb, psf=psf_gaussian(2.0), model=tiny_net, uncertainty=sigma, **FAST)
+    own = deblur(NDData(rgb, uncertainty=StdDevUncertainty(sigma)), psf=psf_gaussian(2.0),
+                 model=tiny_net, **FAST)
+    assert_array_equal(given, own)
+    assert not np.allclose(given, deblur(rgb, psf=psf_gaussian(2.0), model=tiny_net, **FAST),
+                           atol=1e-4)  # measured noise differs from the given one
 
 
 def test_deblur_loads_weights_and_rejects_other_models(blurred_sky, tiny_model_path, tmp_path):
@@ -320,8 +325,9 @@ def test_default_model_warns_when_a_hot_pixel_moves_the_flux_offset():
         reference = deblur(sky.noisy, psf=sky.psf)
     hot = sky.noisy.copy()
     hot.data[32, 32] = 1e9
-    with pytest.warns(AstropyUserWarning, match="mask such pixels"):
+    with pytest.warns(AstropyUserWarning, match="mask such pixels") as caught:
         deblur(hot, psf=sky.psf)
+    assert caught[0].filename == __file__
     hot.mask = np.zeros(hot.shape, bool)
     hot.mask[32, 32] = True
     with warnings.catch_warnings():

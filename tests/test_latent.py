@@ -403,6 +403,11 @@ def test_masked_array_stack_is_treated_like_nan(rng):
     (dict(positions=[[np.nan, 10.0]]), "not on the 64x64 image"),
     (dict(positions=[[1e20, 1e20]]), "not on the 64x64 image"),
     (dict(max_sources=-1), "max_sources must be an integer >= 0"),
+    (dict(max_sources=True), "max_sources must be an integer >= 0"),
+    (dict(max_sources=np.nan), "max_sources must be an integer >= 0"),
+    (dict(max_sources="3"), "max_sources must be an integer >= 0"),
+    (dict(size=31.5), "size must be an integer >= 4"),
+    (dict(size=np.inf), "size must be an integer >= 4"),
     (dict(threshold=-1.0), "threshold must be a finite number > 0"),
 ])
 def test_make_cutouts_refuses_positions_off_the_image_and_bad_limits(kwargs, message):
@@ -411,7 +416,7 @@ def test_make_cutouts_refuses_positions_off_the_image_and_bad_limits(kwargs, mes
         make_cutouts(image, **kwargs)
 
 
-@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, np.nan, "8"])
 def test_latent_batch_size_must_be_a_positive_integer(rng, batch_size):
     module = _zero_decoder_model()
     stack = 100 + 5 * rng.standard_normal((3, 32, 32))
@@ -419,7 +424,7 @@ def test_latent_batch_size_must_be_a_positive_integer(rng, batch_size):
                  lambda: decode_latent(np.zeros((3, module.latent_dim)), model=module,
                                        batch_size=batch_size),
                  lambda: anomaly_score(stack, model=module, batch_size=batch_size)):
-        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
             call()
 
 

@@ -280,10 +280,11 @@ def test_an_uncertainty_array_must_be_positive_on_good_pixels(tiny_model):
         _denoise(CCDData(_data(), unit="adu", uncertainty=VarianceUncertainty(sigma)), tiny_model)
     zero = np.full(SHAPE, 2.0)
     zero[5, 6] = 0.0
-    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel"):
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel") as caught:
         out = _denoise(CCDData(_data(), unit="adu", uncertainty=StdDevUncertainty(zero)),
                        tiny_model)
     assert np.isfinite(out.data).all()
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     data.mask = np.zeros(SHAPE, bool)
     data.mask[3, 4] = True  # the pixel's sigma means nothing once it is masked
     out = _denoise(data, tiny_model, uncertainty=sigma)
@@ -402,8 +403,9 @@ def test_a_header_wcs_that_wcslib_rejects_is_dropped_with_a_warning(tiny_model, 
     header["CDELT1"], header["CDELT2"] = 0.0, 0.0  # a singular matrix
     path = tmp_path / "broken.fits"
     fits.PrimaryHDU(_data(), header=header).writeto(path)
-    with pytest.warns(AstropyUserWarning, match="header's WCS is not valid"):
+    with pytest.warns(AstropyUserWarning, match="header's WCS is not valid") as caught:
         out = _denoise(str(path), tiny_model)
+    assert caught[0].filename == __file__
     assert out.wcs is None and "CDELT1" not in out.header and out.header["OBJECT"] == "field"
 
 
@@ -452,15 +454,48 @@ def test_values_beyond_float32_are_refused(tiny_model):
     assert np.isinf(_denoise(data, tiny_model).data[2, 3])
 
 
-def test_colour_mask_is_kept_and_uncertainty_refused(tiny_model):
+def test_colour_mask_is_kept(tiny_model):
     rgb = np.random.default_rng(2).uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
     mask = np.zeros(rgb.shape, bool)
     mask[4:8, 6:9] = True
     out = _denoise(np.ma.masked_array(rgb, mask), tiny_model)
     assert np.ma.isMaskedArray(out) and (np.ma.getmaskarray(out) == mask).all()
     assert isinstance(_denoise(rgb, tiny_model), np.ndarray)  # no mask, no masked array
-    with pytest.raises(ValueError, match="uncertainty= is for 2-D images"):
+
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def test_colour_uncertainty_is_propagated_to_the_luminance(tiny_model):
+    rng = np.random.default_rng(3)
+    rgb = rng.uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
+    sigma = rng.uniform(0.05, 0.2, (*SHAPE, 3)).astype(np.float32)
+    out = _denoise(rgb, tiny_model, uncertainty=sigma)
+    luminance = (rgb.astype(np.float64) @ LUMA).astype(np.float32)
+    sigma_y = np.sqrt(sigma.astype(np.float64) ** 2 @ LUMA**2).astype(np.float32)
+    assert_allclose(out @ LUMA, _denoise(luminance, tiny_model, uncertainty=sigma_y).data,
+                    atol=2e-5)
+    assert not np.allclose(out, _denoise(rgb, tiny_model), atol=1e-3)  # the noise was used
+    own = _denoise(NDData(rgb, uncertainty=StdDevUncertainty(sigma)), tiny_model)
+    assert_array_equal(own, out)  # the input's own uncertainty, as the argument
+
+
+def test_one_colour_uncertainty_for_all_channels(tiny_model):
+    rgb = np.random.default_rng(4).uniform(0, 1, (*SHAPE, 3)).astype(np.float32)
+    per_channel = _denoise(rgb, tiny_model, uncertainty=np.full((*SHAPE, 3), 0.1))
+    assert_allclose(_denoise(rgb, tiny_model, uncertainty=0.1), per_channel, atol=1e-5)
+    assert_allclose(_denoise(rgb, tiny_model, uncertainty=np.full(SHAPE, 0.1)), per_channel,
+                    atol=1e-5)
+    with pytest.raises(ValueError, match=r"does not match data shape \(40, 56, 3\) or \(40, 56\)"):
         _denoise(rgb, tiny_model, uncertainty=np.ones((3, 3)))
+    negative = np.full((*SHAPE, 3), 0.1)
+    negative[2, 3, 1] = -0.1
+    with pytest.raises(ValueError, match="1 negative value"):
+        _denoise(rgb, tiny_model, uncertainty=negative)
+    zero = np.full((*SHAPE, 3), 0.1)
+    zero[2, 3, 2] = 0.0
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel"):
+        _denoise(rgb, tiny_model, uncertainty=zero)
 
 
 # -------------------------------------------------------------- bad inputs

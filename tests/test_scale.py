@@ -70,6 +70,7 @@ def sky_file(sky, tmp_path_factory):
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def case(request):
     operation, make, options = MODELS[request.param]
+    torch.manual_seed(0)  # the same initial weights whichever tests ran before
     return request.param, operation, dict(model=make(), **options, **TILING)
 
 
@@ -233,3 +234,22 @@ def test_chunked_path_refuses_negative_uncertainty_and_float32_overflow(sky, tmp
         denoise_residual(CCDData(da.from_array(huge, chunks=CHUNK), unit=sky.unit), out=out,
                          **kwargs)
     assert not out.exists() and not list(tmp_path.glob(".*.part"))  # nothing half-written
+
+
+def test_chunked_path_warns_about_zero_uncertainty_as_in_memory(sky):
+    from astropy.nddata import StdDevUncertainty
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    kwargs = dict(model=_perturbed(ResidualUNet(**LEVEL)), **TILING)
+    sigma = np.ones(SHAPE)
+    sigma[20, 30] = 0.0  # a good pixel ((5, 7) is NaN in the fixture)
+    sigma[5, 7] = np.nan  # a bad pixel's uncertainty means nothing
+    lazy = _dask_ccd(sky)
+    lazy.uncertainty = StdDevUncertainty(da.from_array(sigma, chunks=CHUNK))
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel") as caught:
+        chunked = denoise_residual(lazy, **kwargs)
+    assert caught[0].filename == __file__
+    in_memory = sky.copy()
+    in_memory.uncertainty = StdDevUncertainty(sigma)
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel"):
+        _assert_same(chunked, denoise_residual(in_memory, **kwargs))

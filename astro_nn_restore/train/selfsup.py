@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from .._nddata import noise_map, parse_image
+from .._warnings import warn
 from ..denoise import network_inputs
 from ..register import RegistrationError, register_frames
 from .denoise import initial_model
@@ -157,7 +158,7 @@ def find_pairs(frames):
             backward = register_frames(frames[j].parsed, frames[i].parsed, shift=known)
             pairs += [(i, j, forward), (j, i, backward)]
     for failure in failures:
-        warnings.warn(f"pair skipped: {failure}", UserWarning, stacklevel=2)
+        warn(f"pair skipped: {failure}", UserWarning)
     if not pairs:
         raise ValueError("no pair of frames could be registered:\n  " + "\n  ".join(failures))
     return pairs
