@@ -52,13 +52,20 @@ OPERATIONS = {
 }
 
 #: Exceptions reported as one-line errors (ModelLoadError is a ValueError; listed for clarity).
-_USER_ERRORS = (ModelLoadError, OSError, ValueError, TypeError, FloatingPointError)
+USER_ERRORS = (ModelLoadError, OSError, ValueError, TypeError, FloatingPointError)
 
 _DEMO_FILES = ("demo_noisy.fits", "demo_denoised.fits", "demo_clean.fits", "demo_before_after.png")
 
 
 class UserError(Exception):
     """An error reported as one line, without a traceback."""
+
+
+def print_error(prog, err):
+    """Print ``err`` as one line ``PROG: error: ...`` to stderr; return the exit status 2."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _resolve(import_path):
@@ -302,10 +309,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (UserError, *_USER_ERRORS) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+    except (UserError, *USER_ERRORS) as err:
+        return print_error(PROG, err)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,15 @@
 * A user's folder of FITS files, read through `ccdproc.ImageFileCollection`.
 """
 
+import os
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from astropy.utils.exceptions import AstropyUserWarning
+
+from ._warnings import warn
 
 __all__ = ["hubble_deep_field", "packaged_images", "fits_folder_images", "ImagePool",
            "describe_real_share", "sky_psf", "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES",
@@ -94,29 +100,53 @@ def packaged_images(names=PACKAGED_IMAGES):
 
 
 def fits_folder_images(folder, *, pattern="*.fits*"):
-    """2-D float32 images of every FITS file in ``folder`` (NaN-free crops kept).
+    """2-D float32 images of every FITS file in ``folder``, for training.
 
     Uses `ccdproc.ImageFileCollection`, so the usual header filtering applies.
-    Files whose first image is not 2-D are skipped with a warning.
+    Non-finite pixels (NaN, inf) are replaced by the median of the finite
+    ones. Files that cannot be read (corrupt, truncated), whose first image is
+    not 2-D, or that have no finite pixel are skipped with a warning each; a
+    ValueError if none is left.
     """
-    from astropy.io import fits
     from ccdproc import ImageFileCollection
 
-    from ._warnings import warn
-
-    collection = ImageFileCollection(folder, glob_include=pattern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files: reported one by one below
+        paths = ImageFileCollection(folder, glob_include=pattern).files_filtered(
+            include_path=True)
+    listed = {os.path.abspath(p) for p in paths}
+    unlisted = sorted(p for p in Path(folder).glob(pattern)
+                      if p.is_file() and os.path.abspath(p) not in listed)
     images = []
-    for path in collection.files_filtered(include_path=True):
-        with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
-            array = None if hdu is None else np.asarray(hdu.data, dtype=np.float32)
-        if array is None or array.ndim != 2:
-            warn(f"skipping {path}: no 2-D image", UserWarning)
-            continue
-        images.append(np.nan_to_num(array, nan=float(np.nanmedian(array))))
+    for path in list(paths) + unlisted:
+        image, problem = _training_image(path)
+        if problem:
+            warn(f"skipping {path}: {problem}", UserWarning)
+        else:
+            images.append(image)
     if not images:
-        raise ValueError(f"no 2-D FITS images found in {folder} matching {pattern!r}")
+        raise ValueError(f"no usable 2-D FITS images in {folder} matching {pattern!r}")
     return images
+
+
+def _training_image(path):
+    """(float32 image with non-finite pixels filled, None) or (None, why it is skipped)."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)  # truncation: fails below
+            with fits.open(path, memmap=False) as hdul:
+                hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
+                array = None if hdu is None else np.asarray(hdu.data, dtype=np.float32)
+    except (OSError, ValueError, TypeError) as err:
+        return None, f"not a readable FITS file ({' '.join(str(err).split())[:120]})"
+    if array is None or array.ndim != 2:
+        return None, "no 2-D image"
+    finite = np.isfinite(array)
+    if not finite.any():
+        return None, "no finite pixel"
+    return np.where(finite, array, np.median(array[finite])).astype(np.float32), None
 
 
 def sky_psf(seed, index, fwhm_range):

@@ -319,8 +319,8 @@ def test_resume_through_the_gan_phase_is_exact(tmp_path, task_class):
     straight, stepped = tmp_path / "straight", tmp_path / "stepped"
     task = task_class(_config(straight, 6))
     fit(task, _config(straight, 6))
-    for _ in range(4):  # max_minutes=0 stops after one step: resume 4 times, crossing step 3
-        fit(task, _config(stepped, 6, max_minutes=0.0, resume=True))
+    for i in range(4):  # max_minutes=0 stops after one step: start, resume 3 times past step 3
+        fit(task, _config(stepped, 6, max_minutes=0.0, resume=i > 0))
     fit(task, _config(stepped, 6, resume=True))
     a = load_file(straight / "checkpoint.safetensors")
     b = load_file(stepped / "checkpoint.safetensors")

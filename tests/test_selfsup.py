@@ -237,21 +237,21 @@ def test_gain_from_the_command_line_sets_the_noise_map(tmp_path, frame_folder):
     assert card["self_supervised"]["noise_map"]["frame1.fits"] == "CCD equation"
 
 
-def test_noise2noise_bad_folders(tmp_path):
+def test_noise2noise_bad_folders(tmp_path, capsys):
     frames = dithered_frames([(0.0, 0.0), (1.0, 2.0)], n=96)
     one = _write_frames(tmp_path / "one", frames[:1])
     args = ["denoise", "--self-supervised", "noise2noise", "--out", str(tmp_path / "o"), *TINY]
-    with pytest.raises(ValueError, match="at least two exposures"):
-        main([*args, "--data", str(one)])
+    def refused(*extra):
+        assert main([*args, *extra]) == 2
+        return capsys.readouterr().err
+
+    assert "at least two exposures" in refused("--data", str(one))
     mismatched = _write_frames(tmp_path / "mismatched", [frames[0], frames[1][:80]])
-    with pytest.warns(UserWarning, match="pair skipped"), \
-            pytest.raises(ValueError, match="different shapes"):
-        main([*args, "--data", str(mismatched)])
+    with pytest.warns(UserWarning, match="pair skipped"):
+        assert "different shapes" in refused("--data", str(mismatched))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no FITS files"):
-        main([*args, "--data", str(tmp_path / "empty")])
-    with pytest.raises(FileNotFoundError, match="no such folder"):
-        main([*args, "--data", str(tmp_path / "absent")])
-    with pytest.raises(ValueError, match="exclude each other"):
-        main([*args, "--data", str(one), "--init", "default", "--self-supervised",
-              "noise2void"])
+    assert "no FITS files" in refused("--data", str(tmp_path / "empty"))
+    assert "no such folder" in refused("--data", str(tmp_path / "absent"))
+    assert "exclude each other" in refused("--data", str(one), "--init", "default",
+                                           "--self-supervised", "noise2void")
+    assert not (tmp_path / "o").exists()

@@ -189,11 +189,115 @@ def test_deblur_fine_tuning_loss_has_every_term_at_step_zero(tmp_path):
     assert float(fine_tuning - scratch) == pytest.approx(0.3 + 0.5, rel=1e-5)
 
 
-def test_resume_must_repeat_init(tmp_path):
+def _run_files(out):
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_resume_must_repeat_init(tmp_path, capsys):
     assert main(_train_args(tmp_path, 2)) == 0
     start = tmp_path / "denoise-tiny.safetensors"
-    with pytest.raises(ValueError, match="must repeat the run's --init"):
-        main([*_train_args(tmp_path, 4, "--resume", "--init", str(start))])
+    before = _run_files(tmp_path)
+    assert main([*_train_args(tmp_path, 4, "--resume", "--init", str(start))]) == 2
+    assert "--resume must repeat the run's settings (extra:" in capsys.readouterr().err
+    assert _run_files(tmp_path) == before
+
+
+def test_a_folder_holding_a_run_is_kept_unless_resume_or_overwrite(tmp_path, capsys):
+    assert main(_train_args(tmp_path, 2)) == 0
+    before = _run_files(tmp_path)
+    for extra in ((), ("--batch-size", "0"), ("--resume", "--overwrite")):
+        assert main(_train_args(tmp_path, 2, *extra)) == 2
+        assert _run_files(tmp_path) == before, extra  # nothing rewritten, not even metrics.csv
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--batch-size must be an integer >= 1" in err
+    assert "give one of them" in err
+    assert main(_train_args(tmp_path, 2, "--overwrite", "--seed", "4")) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 4
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--steps", "0", "--steps must be an integer >= 1"),
+    ("--steps", "-5", "--steps must be an integer >= 1"),
+    ("--val-every", "0", "--val-every must be an integer >= 1"),
+    ("--checkpoint-every", "0", "--checkpoint-every must be an integer >= 1"),
+    ("--clip-grad", "-1", "--clip-grad must be a finite number > 0"),
+    ("--lr", "nan", "--lr must be a finite number > 0"),
+    ("--threads", "0", "--threads must be an integer >= 1"),
+    ("--seed", "-1", "--seed must be an integer >= 0"),
+    ("--patch-size", "30", "--patch-size 30 must be a multiple of 4"),
+    ("--data", "no/such/folder", "--data no/such/folder: no such folder"),
+])
+def test_settings_that_cannot_train_are_refused_before_anything_is_written(
+        tmp_path, capsys, option, value, message):
+    out = tmp_path / "run"
+    assert main(_train_args(out, 3, option, value)) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path, capsys):
+    assert main(_train_args(tmp_path / "new", 2, "--resume")) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(_train_args(tmp_path, 2)) == 0
+    before = _run_files(tmp_path)
+    assert main(_train_args(tmp_path, 4, "--resume", "--seed", "9", "--lr", "0.1")) == 2
+    err = capsys.readouterr().err
+    assert "seed: 3 in the run, 9 now" in err and "lr: 0.001 in the run, 0.1 now" in err
+    assert _run_files(tmp_path) == before
+    assert main(_train_args(tmp_path, 4, "--resume")) == 0  # only --steps changed
+
+
+def test_arch_must_be_a_json_object(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", "--out", str(tmp_path), "--arch", "[1, 2]"])
+    assert exit_info.value.code == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+
+
+class _DivergingTask(_OvershootTask):
+    def loss(self, prediction, target, step):
+        return prediction.mean() * (np.nan if step == 3 else 1.0)
+
+
+def test_a_non_finite_training_loss_stops_the_run_before_its_checkpoint(tmp_path):
+    config = TrainConfig(out=str(tmp_path), steps=10, val_every=1, checkpoint_every=2,
+                         precision="fp32", name="nan")
+    with pytest.raises(FloatingPointError, match="training loss is nan at step 3"):
+        fit(_DivergingTask(config), config)
+    from astro_nn_restore.train.checkpoint import load_checkpoint
+
+    model = _DivergingTask(config).build_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    state = load_checkpoint(tmp_path / "checkpoint.safetensors", model, optimizer, scheduler)
+    assert state["step"] == 2 and torch.isfinite(model.weight).all()
+
+
+def test_fits_folder_images_fill_non_finite_pixels_and_skip_unusable_files(tmp_path):
+    from astropy.io import fits
+
+    from astro_nn_restore.datasets import fits_folder_images
+
+    rng = np.random.default_rng(0)
+    fits.PrimaryHDU(rng.random((16, 16)).astype(np.float32)).writeto(tmp_path / "good.fits")
+    holes = rng.random((16, 16))
+    holes[3, 3], holes[5, 5] = np.nan, np.inf
+    fits.PrimaryHDU(holes).writeto(tmp_path / "holes.fits")
+    fits.PrimaryHDU(np.full((16, 16), np.nan)).writeto(tmp_path / "empty.fits")
+    fits.PrimaryHDU(np.zeros((3, 8, 8))).writeto(tmp_path / "cube.fits")
+    (tmp_path / "garbage.fits").write_text("not FITS " * 400)
+    (tmp_path / "truncated.fits").write_bytes((tmp_path / "good.fits").read_bytes()[:3000])
+    with pytest.warns(UserWarning, match="skipping") as caught:
+        images = fits_folder_images(tmp_path)
+    skipped = sorted(str(w.message).split(":")[0].split("/")[-1] for w in caught
+                     if "skipping" in str(w.message))
+    assert skipped == ["cube.fits", "empty.fits", "garbage.fits", "truncated.fits"]
+    assert len(images) == 2 and all(np.isfinite(i).all() for i in images)
+    median = np.float32(np.median(holes[np.isfinite(holes)]))
+    assert any(i[3, 3] == i[5, 5] == median for i in images)
+    with pytest.warns(UserWarning, match="no 2-D image"), \
+            pytest.raises(ValueError, match="no usable 2-D FITS images"):
+        fits_folder_images(tmp_path, pattern="cube*")
 
 
 def test_pools_draw_the_same_samples_as_before_the_image_pool_refactor():

@@ -1,4 +1,9 @@
-"""Command line: ``python -m astro_nn_restore.train TASK [options]``."""
+"""Command line: ``python -m astro_nn_restore.train TASK [options]``.
+
+Errors a user can fix (settings, a folder that already holds a run, --data,
+--init, --resume) print one line ``python -m astro_nn_restore.train: error:
+...`` to stderr and exit with status 2, as ``astro-nn-restore`` does.
+"""
 
 import argparse
 import json
@@ -6,7 +11,11 @@ import shlex
 import sys
 from dataclasses import fields
 
+from ..cli import USER_ERRORS, print_error
 from . import TASKS, TrainConfig, fit
+from .loop import check_config
+
+PROG = "python -m astro_nn_restore.train"
 
 _HELP = {
     "out": "output folder (checkpoint, metrics.csv, final weights + card)",
@@ -22,7 +31,10 @@ _HELP = {
     "max_minutes": "stop (with a checkpoint and export) after this many minutes",
     "precision": "bf16 (autocast) or fp32",
     "threads": "torch CPU threads",
-    "resume": "continue from OUT/checkpoint.safetensors exactly where it stopped",
+    "resume": "continue from OUT/checkpoint.safetensors exactly where it stopped (the run's "
+              "other settings must be repeated)",
+    "overwrite": "replace the training run already in OUT (without it, an OUT holding a run "
+                 "is refused)",
     "data": "folder of FITS files to train on (besides the simulator)",
     "name": "model name (file stem of the exported weights and card)",
 }
@@ -34,7 +46,7 @@ _OPTION_TYPES = {"max_minutes": float, "threads": int, "data": str, "name": str}
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m astro_nn_restore.train",
+        prog=PROG,
         description="Train an astro_nn_restore model on the CPU. Tasks: " + ", ".join(TASKS),
     )
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK",
@@ -42,7 +54,7 @@ def build_parser():
     for name in TASKS:
         sub = tasks.add_parser(name, help=f"train the {name} model")
         _add_config_options(sub)
-        sub.add_argument("--arch", type=json.loads, default={}, metavar="JSON",
+        sub.add_argument("--arch", type=_json_object, default={}, metavar="JSON",
                          help='architecture arguments, e.g. \'{"channels": [16, 32]}\'')
         sub.add_argument("--n-simulated", type=int, default=96,
                          help="simulated skies in the training pool (default: 96)")
@@ -77,6 +89,17 @@ def _add_denoise_options(parser):
     parser.add_argument("--sky", type=float, default=None,
                         help="self-supervised: sky level above the bias, data units, for "
                              "frames that are not bias-subtracted")
+
+
+def _json_object(text):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of architecture arguments, "
+                                         f"got {text}")
+    return value
 
 
 def _task_class(args):
@@ -117,8 +140,12 @@ def main(argv=None):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)
-    task = _task_class(args)(config)
-    card = fit(task, config)
+    try:
+        check_config(config)  # before the task reads --data or --init
+        task = _task_class(args)(config)
+        card = fit(task, config)
+    except USER_ERRORS as err:
+        return print_error(PROG, err)
     print(f"exported {card['name']} (sha256 {card['sha256'][:16]}) to {config.out}")
     return 0
 

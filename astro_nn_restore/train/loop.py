@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..registry import save_model
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainTask", "fit", "training_autocast"]
+__all__ = ["TrainConfig", "TrainTask", "check_config", "fit", "training_autocast"]
 
 
 @dataclass
@@ -51,6 +51,7 @@ class TrainConfig:
     precision: str = "bf16"
     threads: int | None = None
     resume: bool = False
+    overwrite: bool = False
     data: str | None = None
     name: str | None = None
     command: str = ""
@@ -217,22 +218,29 @@ def fit(task, config):
     Writes into ``config.out``: ``checkpoint.safetensors`` (+ ``.json``),
     ``metrics.csv``, ``config.json`` and, at the end, ``NAME.safetensors``
     with its model card ``NAME.json`` (loadable with ``model=PATH``).
+    Everything is checked before anything is written: the settings
+    (`check_config`), that ``out`` holds no earlier run unless
+    ``config.resume`` (which must repeat that run's settings, `RESUME_KEYS`)
+    or ``config.overwrite``, and that the patch size suits the network.
     """
+    check_config(config)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_resume_init(out, config)
+    _check_out(out, config, task.task)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = task.build_model()
+    _check_patch_size(model, config)
     optimizer = task.optimizer(model)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     state = {"step": 0, "best_val": math.inf, "bad_epochs": 0, "minutes": 0.0}
     checkpoint = out / "checkpoint.safetensors"
-    if config.resume and checkpoint.exists():
+    out.mkdir(parents=True, exist_ok=True)
+    if config.resume:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
-    elif not config.resume:
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    else:
+        saved = {**asdict(config), "task": task.task}
+        (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     state.setdefault("commands", _first_command(out, config))
     if config.resume and config.command:
         state["commands"].append(config.command)
@@ -243,19 +251,64 @@ def fit(task, config):
     return _export(task, config, model, state, out)
 
 
-def _check_resume_init(out, config):
-    """A resumed run must name the same ``--init`` model as the run it continues.
+def check_config(config):
+    """Refuse settings that cannot train, naming the command-line option."""
+    from .._nddata import integer_at_least, non_negative_number
 
-    The init model decides the architecture, the card's ``training.init`` and,
-    for some tasks, the curriculum.
-    """
-    saved = out / "config.json"
-    if not (config.resume and saved.exists()):
+    def option(name):
+        return "--" + name.replace("_", "-")
+
+    for name, minimum in (("steps", 1), ("batch_size", 1), ("patch_size", 8), ("val_every", 1),
+                          ("checkpoint_every", 1), ("patience", 1), ("seed", 0)):
+        integer_at_least(getattr(config, name), option(name), minimum)
+    for name in ("lr", "clip_grad"):
+        non_negative_number(getattr(config, name), option(name), positive=True)
+    if config.max_minutes is not None:  # 0: stop after one step (with checkpoint and export)
+        non_negative_number(config.max_minutes, "--max-minutes")
+    if config.threads is not None:
+        integer_at_least(config.threads, "--threads", 1)
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
+                         "give one of them")
+    if config.data is not None and not Path(config.data).is_dir():
+        raise FileNotFoundError(f"--data {config.data}: no such folder")
+
+
+#: Files that mark a folder as holding a training run.
+RUN_FILES = ("config.json", "checkpoint.safetensors", "metrics.csv", "best.safetensors")
+#: Settings a resumed run must repeat (``extra`` holds --arch, --init and the task options).
+RESUME_KEYS = ("task", "seed", "batch_size", "patch_size", "lr", "clip_grad", "precision",
+               "data", "name", "extra")
+
+
+def _check_out(out, config, task):
+    """``out`` holds no run (or ``--overwrite``), or ``--resume`` repeats the run it holds."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not config.resume:
+        if found and not config.overwrite:
+            raise FileExistsError(f"{out} already holds a training run ({', '.join(found)}): "
+                                  "--resume continues it, --overwrite replaces it, or choose "
+                                  "another --out")
         return
-    before = json.loads(saved.read_text()).get("extra", {}).get("init")
-    if before != config.extra.get("init"):
-        raise ValueError(f"--resume must repeat the run's --init ({before!r}), "
-                         f"got {config.extra.get('init')!r}")
+    if not (out / "checkpoint.safetensors").exists():
+        raise FileNotFoundError(f"nothing to resume: {out / 'checkpoint.safetensors'} does not "
+                                "exist (drop --resume to start a new run)")
+    saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    current = {**asdict(config), "task": task}
+    changed = [key for key in RESUME_KEYS if key in saved and saved[key] != current[key]]
+    if changed:
+        details = "; ".join(f"{key}: {saved[key]!r} in the run, {current[key]!r} now"
+                            for key in changed)
+        raise ValueError(f"--resume must repeat the run's settings ({details}); "
+                         "only --steps, --max-minutes, --threads, --patience, --val-every and "
+                         "--checkpoint-every may change")
+
+
+def _check_patch_size(model, config):
+    multiple = int(getattr(model, "size_multiple", 1))
+    if config.patch_size % multiple:
+        raise ValueError(f"--patch-size {config.patch_size} must be a multiple of {multiple} "
+                         f"for this network (its size multiple)")
 
 
 def _first_command(out, config):
@@ -274,7 +327,13 @@ def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
                disable=None)
     while state["step"] < config.steps:
         step = state["step"]
-        running.append(task.train_step(model, optimizer, step, _batch_rng(config.seed, step)))
+        loss = task.train_step(model, optimizer, step, _batch_rng(config.seed, step))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss is {loss} at step {step} (the checkpoint of the last "
+                f"multiple of --checkpoint-every is kept): check the --data images for "
+                "non-finite or extreme pixels, or lower --lr")
+        running.append(loss)
         state["step"] = step + 1
         state["minutes"] = (time.monotonic() - started) / 60
         bar.update(1)
