@@ -12,7 +12,6 @@ The output folder must be visible to the workers (a shared file system).
 
 import os
 import time
-import uuid
 from importlib import import_module
 from pathlib import Path
 
@@ -132,10 +131,12 @@ def process_one(path, output, function, kwargs, overwrite):
 
     A top-level function, so that dask can send it to worker processes.
     """
+    from .cli import write_atomically
+
     start = time.perf_counter()
     try:
         result = function(_read(path), **kwargs)
-        _write_atomically(result, output, overwrite)
+        write_atomically(result, output, overwrite)
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
         return "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start
     return "done", "", time.perf_counter() - start
@@ -146,19 +147,6 @@ def _read(path):
 
     return _read_input(path, None)
 
-
-def _write_atomically(result, output, overwrite):
-    from .cli import _write
-
-    output = Path(output)
-    temp = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.part.fits")
-    try:
-        _write(result, temp, False)
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} appeared meanwhile; not replaced")
-        os.replace(temp, output)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _table(inputs, outputs, rows):

@@ -189,7 +189,8 @@ def lazy_sigma(uncertainty, reference, unit, bad=None):
     """Standard deviation (dask, float32) from a scalar, array or NDUncertainty.
 
     Negative values on pixels that are not ``bad`` are refused, as in memory
-    (`~astro_nn_restore._nddata.as_std_array`), when their chunk is read.
+    (`~astro_nn_restore._nddata.as_std_array`), when the chunks are read
+    (`noise_map` reads them all before the network runs).
     """
     import dask.array as da
 

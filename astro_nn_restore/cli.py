@@ -25,7 +25,9 @@ load, an input that cannot be parsed, an existing output) print one line
 """
 
 import argparse
+import os
 import sys
+import uuid
 from importlib import import_module
 from pathlib import Path
 
@@ -191,6 +193,40 @@ def _ccddata_extensions(hdulist, shape):
     return mask, uncertainty
 
 
+#: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
+FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+
+
+def _check_output(output, inputs):
+    """Before any work: ``output`` is a FITS name in an existing folder, and no input."""
+    path = Path(output)
+    if not path.name.lower().endswith(FITS_ENDINGS):
+        raise UserError(f"output {output} must be a FITS file name ({', '.join(FITS_ENDINGS)})")
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist")
+    for given in inputs:
+        if path.resolve() == Path(given).resolve():
+            raise UserError(f"the output {output} is the input: the input is never replaced; "
+                            "choose another output file")
+
+
+def write_atomically(result, output, overwrite):
+    """Write ``result`` under a temporary name beside ``output``, then rename it.
+
+    A failed write (a full disk, a killed run) leaves an existing ``output``
+    as it was and no half-written file behind.
+    """
+    output = Path(output)
+    temp = output.with_name(f".{uuid.uuid4().hex[:8]}.part.{output.name}")  # same ending
+    try:
+        _write(result, temp, False)
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} appeared meanwhile; not replaced")
+        os.replace(temp, output)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _write(result, path, overwrite):
     """Write a CCDData (header, WCS, unit; mask and uncertainty as extra HDUs)."""
     import numpy as np
@@ -207,6 +243,7 @@ def _write(result, path, overwrite):
 
 
 def _run_operation(args):
+    _check_output(args.output, [args.input])
     _refuse_existing([args.output], args.overwrite)
     data = _read_input(args.input, args.hdu)
     operation = _resolve(args.import_path)
@@ -214,23 +251,24 @@ def _run_operation(args):
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
-    _write(result, args.output, args.overwrite)
+    write_atomically(result, args.output, args.overwrite)
     print(f"wrote {args.output}")
     return 0
 
 
 def _run_batch(args):
-    from ccdproc import ImageFileCollection
-
     from .batch import process_files
+    from .datasets import fits_files
 
     if not Path(args.input).is_dir():
         raise UserError(f"input folder {args.input} not found")
-    collection = ImageFileCollection(args.input, glob_include=args.pattern)
+    files = fits_files(args.input, args.pattern)  # unreadable ones too: they are reported
+    if not files:
+        raise UserError(f"no files matching {args.pattern!r} in {args.input}")
     options = _batch_options(args)
     client = None if args.scheduler is None else _client(args.scheduler)
     try:
-        table = process_files(collection, args.operation, args.output, overwrite=args.overwrite,
+        table = process_files(files, args.operation, args.output, overwrite=args.overwrite,
                               client=client, **options)
     finally:
         if client is not None:

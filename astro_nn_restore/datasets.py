@@ -99,6 +99,24 @@ def packaged_images(names=PACKAGED_IMAGES):
     return images
 
 
+def fits_files(folder, pattern):
+    """Paths of the files in ``folder`` matching ``pattern``, unreadable ones included.
+
+    `ccdproc.ImageFileCollection` gives the readable FITS files (in its order);
+    it leaves out the files whose header it cannot read, which are appended
+    (sorted), so that callers report them instead of losing them silently.
+    """
+    from ccdproc import ImageFileCollection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty folder; unreadable files: see above
+        paths = [str(p) for p in ImageFileCollection(folder, glob_include=pattern)
+                 .files_filtered(include_path=True)]
+    listed = {os.path.abspath(p) for p in paths}
+    return paths + sorted(str(p) for p in Path(folder).glob(pattern)
+                          if p.is_file() and os.path.abspath(p) not in listed)
+
+
 def fits_folder_images(folder, *, pattern="*.fits*"):
     """2-D float32 images of every FITS file in ``folder``, for training.
 
@@ -108,17 +126,8 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     not 2-D, or that have no finite pixel are skipped with a warning each; a
     ValueError if none is left.
     """
-    from ccdproc import ImageFileCollection
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unreadable files: reported one by one below
-        paths = ImageFileCollection(folder, glob_include=pattern).files_filtered(
-            include_path=True)
-    listed = {os.path.abspath(p) for p in paths}
-    unlisted = sorted(p for p in Path(folder).glob(pattern)
-                      if p.is_file() and os.path.abspath(p) not in listed)
     images = []
-    for path in list(paths) + unlisted:
+    for path in fits_files(folder, pattern):
         image, problem = _training_image(path)
         if problem:
             warn(f"skipping {path}: {problem}", UserWarning)

@@ -101,6 +101,22 @@ def test_cli_batch(folder, tiny_model, tmp_path, capsys):
     assert cli.main(["batch", "denoise", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
 
 
+def test_cli_batch_reports_unreadable_files_as_failed(folder, tiny_model, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "frame0.fits").write_bytes((folder / "frame0.fits").read_bytes())
+    (inputs / "garbage.fits").write_text("not FITS " * 400)
+    (inputs / "empty.fits").write_bytes(b"")
+    argv = ["batch", "denoise", str(inputs), "-o", str(tmp_path / "out"), "--model", tiny_model]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "1 done, 0 skipped, 2 failed" in out
+    assert "garbage.fits" in out and "empty.fits" in out
+    assert cli.main([*argv[:2], str(inputs), "-o", str(tmp_path / "o2"), "--pattern",
+                     "*.fit"]) == 2
+    assert "no files matching '*.fit'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_local_cluster_two_processes(folder, tiny_model, tmp_path):
     distributed = pytest.importorskip("distributed")

@@ -105,10 +105,47 @@ def test_refuses_to_overwrite(image_file, tmp_path, tiny_model, capsys):
     assert CCDData.read(out).shape == SHAPE
 
 
-def test_overwrite_input_in_place(image_file, tiny_model):
-    data = fits.getdata(image_file).copy()
-    assert cli.main(_denoise_args(image_file, image_file, tiny_model[0], "--overwrite")) == 0
-    assert not np.array_equal(fits.getdata(image_file), data)
+def test_the_input_is_never_replaced(image_file, tiny_model, capsys):
+    before = image_file.read_bytes()
+    assert cli.main(_denoise_args(image_file, image_file, tiny_model[0], "--overwrite")) == 2
+    _one_line_error(capsys, "is the input: the input is never replaced")
+    assert image_file.read_bytes() == before
+
+
+def test_a_failed_write_leaves_the_old_output(image_file, tmp_path, tiny_model, capsys,
+                                              monkeypatch):
+    out = tmp_path / "out.fits"
+    out.write_bytes(b"previous result")
+
+    def disk_full(result, path, overwrite):
+        path.write_bytes(b"SIMPLE  =                    T")  # a first, partial block
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_write", disk_full)
+    assert cli.main(_denoise_args(image_file, out, tiny_model[0], "--overwrite")) == 2
+    _one_line_error(capsys, "No space left on device")
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fits", "out.fits"]
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("result", "must be a FITS file name"),
+    ("result.png", "must be a FITS file name"),
+    ("no/such/folder/result.fits", "output folder no/such/folder does not exist"),
+])
+def test_output_names_are_checked_before_any_work(image_file, tiny_model, capsys, monkeypatch,
+                                                  name, message):
+    monkeypatch.chdir(image_file.parent)
+    monkeypatch.setattr(cli, "_read_input", lambda *a: pytest.fail("the input was read"))
+    assert cli.main(_denoise_args(image_file, name, tiny_model[0])) == 2
+    _one_line_error(capsys, message)
+
+
+def test_a_compressed_output_is_compressed(image_file, tmp_path, tiny_model):
+    out = tmp_path / "out.fits.gz"
+    assert cli.main(_denoise_args(image_file, out, tiny_model[0])) == 0
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # gzip
+    assert fits.getdata(out).shape == SHAPE
 
 
 def test_mask_uncertainty_and_hdu(tmp_path, tiny_model, capsys):
