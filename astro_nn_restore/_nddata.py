@@ -479,7 +479,8 @@ def provenance_header(meta, *, operation, model_card, extra_history=()):
     from . import __version__
 
     header = strip_wcs_keywords(meta)
-    for key in ("BUNIT",):  # CCDData writes the unit itself
+    # CCDData writes the unit itself; BLANK is for integer data, and outputs are float
+    for key in ("BUNIT", "BLANK"):
         header.remove(key, ignore_missing=True, remove_all=True)
     name = str(model_card.get("name", "unknown"))
     sha = str(model_card.get("sha256", ""))[:16]

@@ -71,7 +71,17 @@ def read_card(path):
     missing = {"task", "architecture", "arguments", "sha256"} - set(card)
     if missing:
         raise ModelLoadError(f"model card {path} lacks {sorted(missing)}")
+    wrong = [f"{key} is a {type(card[key]).__name__}, not a {kind.__name__}"
+             for key, kind in _CARD_TYPES.items()
+             if key in card and not isinstance(card[key], kind)]
+    if wrong:
+        raise ModelLoadError(f"model card {path}: {'; '.join(wrong)}")
     return card
+
+
+#: Types of the card entries that loading and the operations read.
+_CARD_TYPES = {"task": str, "architecture": str, "arguments": dict, "sha256": str, "name": str,
+               "calibration": dict, "training": dict}
 
 
 def find_card(model="default", *, task=None):
@@ -173,8 +183,9 @@ def load_model(model="default", *, task=None):
         module = build_model(card["architecture"], **card["arguments"])
         module.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ModelLoadError(
-            f"{card_path} does not describe the weights in {weights}: {err}") from err
+        reason = " ".join(str(err).split())  # load_state_dict lists every key: keep the start
+        raise ModelLoadError(f"{card_path} does not describe the weights in {weights}: "
+                             f"{reason[:300]}{'...' if len(reason) > 300 else ''}") from err
     card.setdefault("name", card_path.stem)
     return module.eval(), card
 

@@ -409,6 +409,14 @@ def test_a_header_wcs_that_wcslib_rejects_is_dropped_with_a_warning(tiny_model, 
     assert out.wcs is None and "CDELT1" not in out.header and out.header["OBJECT"] == "field"
 
 
+def test_blank_is_dropped_from_the_float_output(tiny_model, tmp_path):
+    path = tmp_path / "int.fits"
+    data = (np.arange(SHAPE[0] * SHAPE[1]) % 500).reshape(SHAPE).astype(">i2")
+    fits.PrimaryHDU(data, header=fits.Header({"BLANK": -32768, "BUNIT": "adu"})).writeto(path)
+    out = _denoise(str(path), tiny_model)
+    assert "BLANK" not in out.header and out.data.dtype.kind == "f"
+
+
 def test_bunit_adu_in_capitals_is_adu(tiny_model, tmp_path):
     path = tmp_path / "raw.fits"
     fits.PrimaryHDU(_data().astype(">f4"), header=_header(unit="ADU")).writeto(path)

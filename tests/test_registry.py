@@ -196,6 +196,26 @@ def test_card_that_does_not_describe_the_weights(saved, change):
         load_model(path, task="denoise")
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"calibration": [0.2]}, "calibration is a list, not a dict"),
+    ({"sha256": 123}, "sha256 is a int, not a str"),
+    ({"arguments": "channels=8"}, "arguments is a str, not a dict"),
+])
+def test_card_entries_of_the_wrong_type(saved, change, message):
+    path, _ = saved
+    _rewrite_card(path, **change)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(path, task="denoise")
+
+
+def test_a_card_for_another_network_gives_a_short_message(saved):
+    path, _ = saved
+    _rewrite_card(path, arguments={"channels": [8, 16, 32]})
+    with pytest.raises(ModelLoadError) as err:
+        load_model(path, task="denoise")
+    assert len(str(err.value)) < 600
+
+
 def test_missing_files(saved):
     path, _ = saved
     path.with_suffix(".json").unlink()

@@ -84,6 +84,39 @@ def test_rgb_cube_becomes_rgb_layer(tmp_path, wcs_factory):
     assert wcs.naxis == 2 and same_sky(wcs, wcs_factory(shape), shape)
 
 
+@pytest.mark.parametrize(("ctype3", "rgb"), [(None, True), ("BAND", True), ("FREQ", False),
+                                             ("STOKES", False)])
+def test_only_untyped_or_band_cubes_are_colour(tmp_path, ctype3, rgb):
+    cube = np.random.default_rng(1).random((3, 12, 10)).astype(np.float32)
+    header = fits.Header()
+    if ctype3:
+        header["CTYPE3"] = ctype3
+    fits.PrimaryHDU(cube, header=header).writeto(tmp_path / "cube.fits")
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "cube.fits"))
+    assert bool(kwargs.get("rgb")) == rgb
+    assert data.shape == ((12, 10, 3) if rgb else (3, 12, 10))
+
+
+def test_rgba_round_trip(tmp_path, wcs_factory):
+    rgba = np.random.default_rng(3).random((12, 10, 4)).astype(np.float32)
+    save_fits(tmp_path / "rgba.fits", rgba, {"unit": "", "wcs": wcs_factory((12, 10))}, rgb=True)
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "rgba.fits"))
+    assert kwargs["rgb"] and np.array_equal(data, rgba)
+
+
+def test_writer_stores_bool_and_float16_and_refuses_complex(tmp_path):
+    mask = np.zeros((6, 5), bool)
+    mask[2, 3] = True
+    write_fits(str(tmp_path / "mask.fits"), mask, {"metadata": {}})
+    assert np.array_equal(fits.getdata(tmp_path / "mask.fits"), mask.astype(np.uint8))
+    half = np.linspace(0, 1, 30, dtype=np.float16).reshape(6, 5)
+    write_fits(str(tmp_path / "half.fits"), half, {"metadata": {}})
+    assert np.array_equal(fits.getdata(tmp_path / "half.fits"), half.astype(np.float32))
+    with pytest.raises(TypeError, match="complex128 data, which a FITS image cannot store"):
+        write_fits(str(tmp_path / "complex.fits"), np.zeros((6, 5), complex), {"metadata": {}})
+    assert not (tmp_path / "complex.fits").exists()
+
+
 def test_save_and_read_back(make_napari_viewer, fits_file, tmp_path):
     viewer = make_napari_viewer()
     [layer] = viewer.open(fits_file, plugin=PLUGIN)

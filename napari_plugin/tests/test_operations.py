@@ -82,7 +82,8 @@ def test_superres_widget_overlays_and_rescales_wcs(make_napari_viewer, qtbot, fi
     path = fits_factory(tmp_path / "small.fits", shape=(40, 32))
     viewer = make_napari_viewer()
     [layer] = viewer.open(path, plugin=PLUGIN)
-    layer.scale, layer.translate = (1.5, 1.5), (3.0, -2.0)  # a layer placed in the world
+    layer.scale, layer.translate = (1.5, 1.5), (3.0, -2.0)  # a layer placed in the world,
+    layer.rotate, layer.shear = 25.0, [0.1]  # turned and sheared
     widget = docked(viewer, "Super-resolve", tiny_superres_model)
     widget.option_widgets["factor"].value = factor
     run_to_end(qtbot, widget)
@@ -95,8 +96,8 @@ def test_superres_widget_overlays_and_rescales_wcs(make_napari_viewer, qtbot, fi
     # electrons are per pixel: the total flux is kept
     assert out.data.sum() == pytest.approx(layer.data.astype(float).sum(), rel=1e-4)
     np.testing.assert_allclose(out.scale, np.asarray(layer.scale) / factor)
-    np.testing.assert_allclose(out.translate, np.asarray(layer.translate)
-                               + (1 / factor - 1) / 2 * np.asarray(layer.scale))
+    np.testing.assert_allclose(out.rotate, layer.rotate)
+    np.testing.assert_allclose(out.shear, layer.shear)
     # a world point lands on the same sky position through either layer's WCS
     for yx in [(0.0, 0.0), (10.3, 20.7), (39.4, 31.2), (-0.5, -0.5)]:
         world = layer.data_to_world(yx)
@@ -160,6 +161,7 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
 
     viewer = make_napari_viewer()
     [layer] = viewer.open(fits_file, plugin=PLUGIN)
+    layer.rotate = 40.0  # the points must turn with the image
     widget = docked(viewer, "Anomaly map", tiny_autoencoder_model)
     assert widget.tile_size.native.isHidden() and widget.results is None
     widget.option_widgets["threshold"].value = 5.0
@@ -177,6 +179,7 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
     np.testing.assert_allclose(points.features["dec"], dec)
     assert len({tuple(c) for c in points.face_color}) > 1  # coloured by score
     assert points.scale.tolist() == layer.scale.tolist()
+    np.testing.assert_allclose(points.rotate, layer.rotate)
     header = points.metadata["header"]
     assert header["ANR_OP"] == "anomaly_score" and header["ANR_MOD"] == "tiny"
     assert header["ANR_SIZE"] == 32 and header["ANR_NSRC"] == len(stack)

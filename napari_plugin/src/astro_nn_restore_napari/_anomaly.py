@@ -101,6 +101,8 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
 
 def points_layer_data(result, source_layer, name):
     """(data, kwargs) of a Points layer at the sources, over ``source_layer``."""
+    from ._io import layer_placement
+
     n = len(result.scores)
     data = result.positions[:, ::-1].copy() if n else np.zeros((0, 2))  # (x, y) -> (y, x)
     features = {"score": result.scores, "x": result.positions[:, 0],
@@ -113,7 +115,7 @@ def points_layer_data(result, source_layer, name):
     kwargs = {
         "name": name, "features": features, "metadata": metadata,
         "size": max(4.0, size / 3), "border_width": 0.1, "border_color": "white",
-        "scale": tuple(source_layer.scale[-2:]), "translate": tuple(source_layer.translate[-2:]),
+        **layer_placement(source_layer),
     }
     if n:
         high = max(float(np.percentile(result.scores, 99)), float(result.scores.min()) + 1e-6)

@@ -38,7 +38,8 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
-           "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits"]
+           "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
+           "is_colour_cube", "layer_placement"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 #: Set to 1 to let napari's File > Save replace existing FITS files.
@@ -146,8 +147,8 @@ def layer_data_from_ccd(ccd, *, name, header=None, note=None, source=None, extra
     """napari layer-data tuple (data, kwargs, "image") for a CCDData.
 
     2-D images and (n, ny, nx) stacks become image layers with ZScale contrast;
-    a (3, ny, nx) cube becomes an RGB layer of shape (ny, nx, 3) whose WCS is
-    the cube's celestial part.
+    a colour cube (`is_colour_cube`) becomes an RGB(A) layer of shape
+    (ny, nx, 3 or 4) whose WCS is the cube's celestial part.
     """
     data = _native(ccd.data)
     wcs = ccd.wcs
@@ -162,13 +163,27 @@ def layer_data_from_ccd(ccd, *, name, header=None, note=None, source=None, extra
     if ccd.mask is not None:
         metadata["mask"] = np.asarray(ccd.mask, dtype=bool)
     metadata.update(extra_metadata or {})
-    if data.ndim == 3 and data.shape[0] == 3:
+    if is_colour_cube(data, metadata["header"]):
         metadata["wcs"] = wcs.celestial if wcs is not None and wcs.has_celestial else None
         rgb = np.moveaxis(data, 0, -1)
         return rgb, {"name": name, "rgb": True, "metadata": metadata,
                      "contrast_limits": _rgb_limits(rgb)}, "image"
     return data, {"name": name, "metadata": metadata, "colormap": "gray",
                   "contrast_limits": display_limits(data)}, "image"
+
+
+def is_colour_cube(data, header):
+    """Whether a cube holds the planes of a colour image, as this plugin writes them.
+
+    (3 or 4, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``,
+    as `~astro_nn_restore.wcs_utils.add_band_axis` writes) or has no type at
+    all (RGB files of image-processing programs). A typed third axis
+    (``FREQ``, ``WAVE``, ``VRAD``, ``STOKES``...) makes a stack of planes.
+    """
+    if not (data.ndim == 3 and data.shape[0] in (3, 4)):
+        return False
+    axis_type = str(header.get("CTYPE3", "")).strip().upper()
+    return axis_type in ("", "BAND") or axis_type.startswith("BAND-")
 
 
 def _rgb_limits(rgb):
@@ -190,7 +205,7 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     """
     from astro_nn_restore.wcs_utils import add_band_axis, strip_wcs_keywords
 
-    array = _native(np.asarray(data))
+    array = _fits_dtype(_native(np.asarray(data)), name)
     wcs = metadata.get("wcs")
     if rgb:
         array = np.moveaxis(array, -1, 0)
@@ -205,6 +220,18 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
         uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty), mask=mask,
     )
+
+
+def _fits_dtype(array, name):
+    """``array`` in a type FITS images hold: bool as uint8 (0/1), float16 as float32."""
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"'{name}' holds {array.dtype} data, which a FITS image cannot store; "
+                        "save real-valued layers (e.g. the real and imaginary parts apart)")
+    return array
 
 
 def _pixel_extras(metadata, shape, name):
@@ -238,7 +265,9 @@ def save_fits(path, data, metadata, *, rgb=False, overwrite=False, name="layer")
             f"Choose another name, use the 'Save as FITS' widget with 'overwrite' ticked, "
             f"or set the environment variable {OVERWRITE_ENV}=1."
         )
-    ccd_from_layer(data, metadata, rgb=rgb, name=name).write(path, overwrite=overwrite)
+    from astro_nn_restore.cli import write_atomically
+
+    write_atomically(ccd_from_layer(data, metadata, rgb=rgb, name=name), path, overwrite)
     return [path]
 
 
@@ -250,3 +279,23 @@ def write_fits(path, data, meta):
     """
     return save_fits(path, data, meta.get("metadata") or {}, rgb=bool(meta.get("rgb")),
                      overwrite=_overwrite_from_env())
+
+
+def layer_placement(source, factor=1.0):
+    """``scale``, ``translate``, ``rotate``, ``shear``, ``affine`` to overlay ``source``.
+
+    For an output with ``factor`` times finer pixels (super-resolution), the
+    scale is divided by ``factor`` and the origin moved so that output pixel
+    ``j`` has its centre at input pixel ``(j + 0.5) / factor - 0.5``; the
+    shift goes through the source's rotation and shear.
+    """
+    from napari.utils.transforms import Affine
+
+    scale = np.asarray(source.scale[-2:], dtype=float)
+    translate = np.asarray(source.translate[-2:], dtype=float)
+    if factor != 1:
+        linear = Affine(scale=scale, rotate=source.rotate, shear=source.shear).linear_matrix
+        translate = translate + linear @ np.full(2, 0.5 / factor - 0.5)
+        scale = scale / factor
+    return {"scale": tuple(scale), "translate": tuple(translate), "rotate": source.rotate,
+            "shear": source.shear, "affine": source.affine}

@@ -35,7 +35,7 @@ from napari.utils.notifications import show_error, show_info
 from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Signal
 
-from ._io import ccd_from_layer, display_limits, layer_data_from_ccd, save_fits
+from ._io import ccd_from_layer, display_limits, layer_data_from_ccd, layer_placement, save_fits
 from ._operations import OPERATIONS
 from ._sky_status import install_sky_status
 
@@ -388,14 +388,8 @@ def _place_over(kwargs, data, source):
     in_shape = source.data.shape[:2] if source.rgb else source.data.shape[-2:]
     out_shape = data.shape[:2] if kwargs.get("rgb") else data.shape[-2:]
     ratio = np.asarray(out_shape) / np.asarray(in_shape)
-    scale, translate = np.asarray(source.scale[-2:]), np.asarray(source.translate[-2:])
-    if ratio[0] == ratio[1] and ratio[0] > 0 and ratio[0] != 1:
-        # output pixel j has its centre at input pixel (j + 0.5) / f - 0.5
-        f = ratio[0]
-        kwargs["scale"] = tuple(scale / f)
-        kwargs["translate"] = tuple(translate + scale * (0.5 / f - 0.5))
-    else:
-        kwargs["scale"], kwargs["translate"] = tuple(scale), tuple(translate)
+    factor = ratio[0] if ratio[0] == ratio[1] and ratio[0] > 0 else 1.0
+    kwargs.update(layer_placement(source, factor))
     same_pixels = (ratio == 1).all() and bool(kwargs.get("rgb")) == bool(source.rgb)
     same_unit = kwargs["metadata"].get("unit") == source.metadata.get("unit")
     if same_pixels and same_unit:
