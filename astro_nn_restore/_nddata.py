@@ -284,7 +284,8 @@ def _choose_unit(own_unit, header, unit):
         except ValueError as err:
             if unit is None:
                 raise ValueError(
-                    f"cannot parse BUNIT {header['BUNIT']!r} in the header; pass unit= explicitly"
+                    f"cannot parse BUNIT {header['BUNIT']!r} in the header; pass unit= explicitly "
+                    "(--unit on the command line)"
                 ) from err
     return DEFAULT_UNIT if unit is None else u.Unit(unit)
 

@@ -82,6 +82,16 @@ def _positive_int(text):
     return value
 
 
+def _unit(text):
+    from astropy import units as u
+
+    try:
+        u.Unit(text, parse_strict="raise")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a unit astropy knows: {text!r}") from err
+    return text
+
+
 def _add_tiling_options(parser):
     parser.add_argument("--model", default="default",
                         help="registry name or path to a .safetensors file (default: %(default)s)")
@@ -96,7 +106,8 @@ def _add_operation(subparsers, name, import_path, extra_options):
     parser.add_argument("input", help="input FITS file")
     parser.add_argument("-o", "--output", required=True, help="output FITS file")
     _add_tiling_options(parser)
-    parser.add_argument("--unit", help="unit of the data when the file has no (valid) BUNIT")
+    parser.add_argument("--unit", type=_unit, help="unit of the data when the file has no "
+                        "(valid) BUNIT")
     parser.add_argument("--hdu", type=int, help="HDU index (default: the first image HDU)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     extra = []
@@ -154,6 +165,9 @@ def _read_input(path, hdu_index):
     from astropy.io import fits
     from astropy.nddata import NDData
 
+    if Path(path).is_dir():
+        raise UserError(f"input {path} is a folder: give a FITS file, or use "
+                        f"'{PROG} batch OPERATION {path} -o OUT_DIR' for every file in it")
     if not Path(path).is_file():
         raise UserError(f"input file {path} not found")
     with fits.open(path, memmap=False) as hdulist:
@@ -260,6 +274,9 @@ def _run_batch(args):
     from .batch import process_files
     from .datasets import fits_files
 
+    if Path(args.input).is_file():
+        raise UserError(f"input {args.input} is a file: batch takes a folder (run "
+                        f"'{PROG} {args.operation} {args.input} -o OUT.fits' for one file)")
     if not Path(args.input).is_dir():
         raise UserError(f"input folder {args.input} not found")
     files = fits_files(args.input, args.pattern)  # unreadable ones too: they are reported

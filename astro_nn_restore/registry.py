@@ -202,13 +202,13 @@ def save_model(module, path, card):
     dict
         The card as written.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, tmp)
+    tmp.write_bytes(save(state))  # the usual file permissions (save_file makes it 0600)
     os.replace(tmp, path)
     card = {**card, "name": card.get("name", path.stem), "sha256": sha256_of(path)}
     tmp_card = path.with_suffix(".json.tmp")

@@ -187,7 +187,8 @@ def test_progress(image_file, tmp_path, tiny_model, capsys):
     assert "tiles" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["missing", "not_fits", "model", "bad_model", "unit", "colour3d"])
+@pytest.mark.parametrize("case", ["missing", "folder", "not_fits", "model", "bad_model",
+                                  "colour3d"])
 def test_errors_are_one_line(case, image_file, tmp_path, tiny_model, capsys):
     src, model, extra, needle = image_file, tiny_model[0], [], ""
     if case == "missing":
@@ -202,10 +203,8 @@ def test_errors_are_one_line(case, image_file, tmp_path, tiny_model, capsys):
         (tmp_path / "broken.safetensors").write_bytes(b"\x80\x04junk")
         (tmp_path / "broken.json").write_text('{"task": "denoise"}')
         needle = "lacks"
-    elif case == "unit":
-        extra, needle = ["--unit", "not-a-unit"], "not-a-unit"
-        src = tmp_path / "nounit.fits"
-        fits.PrimaryHDU(np.ones(SHAPE, np.float32)).writeto(src)
+    elif case == "folder":
+        src, needle = tmp_path, "is a folder: give a FITS file, or use 'astro-nn-restore batch"
     elif case == "colour3d":
         src, needle = tmp_path / "cube.fits", "2-D"
         fits.PrimaryHDU(np.ones((3, 20, 20), np.float32)).writeto(src)
@@ -213,6 +212,20 @@ def test_errors_are_one_line(case, image_file, tmp_path, tiny_model, capsys):
     assert cli.main(_denoise_args(src, out, model, *extra)) == 2
     _one_line_error(capsys, needle)
     assert not out.exists()
+
+
+def test_an_unknown_unit_is_a_usage_error(image_file, tmp_path, tiny_model, capsys):
+    with pytest.raises(SystemExit) as info:  # even when the file's own BUNIT would be used
+        cli.main(_denoise_args(image_file, tmp_path / "out.fits", tiny_model[0], "--unit",
+                               "not-a-unit"))
+    assert info.value.code == 2
+    assert "not a unit astropy knows: 'not-a-unit'" in capsys.readouterr().err
+
+
+def test_python_m_astro_nn_restore_is_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "astro_nn_restore", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "usage: astro-nn-restore" in done.stdout
 
 
 def test_usage_errors_exit_2(capsys):

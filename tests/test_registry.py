@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import pathlib
 import pickle
 
@@ -75,6 +76,13 @@ def test_round_trip_identical_outputs(net, saved, as_type):
     assert torch.equal(_forward(loaded, x), _forward(net, x))
     assert loaded_card["sha256"] == card["sha256"] == _sha(path)
     assert loaded_card["name"] == "tiny" and loaded_card["task"] == "denoise"
+
+
+def test_saved_weights_have_the_usual_permissions(saved):
+    path, _ = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_save_writes_card_and_no_temporary_files(saved):

@@ -7,7 +7,11 @@ PSF-blurred sky) block-averaged over 2x2 pixels, plus white Gaussian noise of
 images are simulated skies, each with its own PSF from
 `~astro_nn_restore.simulate.random_psf` (Moffat, elliptical Gaussian or Airy,
 FWHM 1.2-5 fine pixels, so the coarse PSF goes from undersampled to well
-sampled; models and stages trained before 2026-12-01 saw round Moffats only) and,
+sampled; models and stages trained before 2026-12-01 saw round Moffats only), a
+share `DIFFUSE_SHARE` of them with diffuse emission
+(`~astro_nn_restore.simulate.diffuse_emission`; the stages recorded in the
+cards of 2026-12-01 before 17:00 UTC had none, and drew their skies' PSFs from
+another random stream) and,
 for a share `REAL_SHARE` of the patches, real images: the training part of
 the Hubble Deep Field, the other images bundled with scikit-image
 (`~astro_nn_restore.datasets.packaged_images`: cells, a retina, textures;
@@ -34,7 +38,7 @@ from ..datasets import ImagePool, describe_real_share
 from ..degrade import coarse_detector
 from ..models.superres import SRCNN, SRResNet
 from ..normalize import estimate_normalization
-from ..simulate import random_psf, simulate_sky
+from .denoise import DIFFUSE_SHARE
 from .loop import TrainTask, initial_model, model_arguments
 from .losses import compress
 
@@ -69,12 +73,9 @@ def _stack(pairs):
     return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
 
 
-def _varied_skies(seed, n):
-    """Simulated clean skies, each with its own `random_psf` over `FWHM_RANGE`."""
-    rng = np.random.default_rng([seed, 31337])
-    return [np.asarray(simulate_sky((256, 256), seed=seed * 100_003 + i,
-                                    psf=random_psf(rng, fwhm_range=FWHM_RANGE)).clean.data,
-                       np.float32) for i in range(n)]
+def _skies(seed, n):
+    """Simulated clean skies, each with its own PSF, a share with diffuse emission."""
+    return ImagePool.simulated(seed=seed, n=n, fwhm_range=FWHM_RANGE, diffuse_share=DIFFUSE_SHARE)
 
 
 class SuperResTask(TrainTask):
@@ -91,7 +92,7 @@ class SuperResTask(TrainTask):
         # a fine-tuned model keeps the class of its card (see `initial_model`)
         self.cls = None if config.extra.get("init") is not None else ARCHITECTURES[name]
         self.real = ImagePool.real(folder=config.data)
-        self.simulated = ImagePool(_varied_skies(config.seed, config.extra.get("n_simulated", 96)))
+        self.simulated = _skies(config.seed, config.extra.get("n_simulated", 96))
         self._validation = None
 
     def build_model(self):
@@ -114,7 +115,7 @@ class SuperResTask(TrainTask):
 
     def validation_batches(self):
         if self._validation is None:
-            simulated = ImagePool(_varied_skies(self.config.seed + 7919, 16))
+            simulated = _skies(self.config.seed + 7919, 16)
             real = ImagePool.validation()
             rng = np.random.default_rng([self.config.seed, 424242])
             factor = self.arguments["factor"]
@@ -134,8 +135,8 @@ class SuperResTask(TrainTask):
                              "std (or median uncertainty)",
             "degradation": f"coarse_detector: block mean {model.factor}x{model.factor} + "
                            f"Gaussian noise {NOISE_RANGE[0]:g}-{NOISE_RANGE[1]:g} of range; "
-                           f"skies with random_psf PSFs, FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px; "
-                           "30% extra blur",
+                           f"skies with random_psf PSFs, FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px, "
+                           f"{DIFFUSE_SHARE:.0%} with diffuse emission; 30% extra blur",
             "loss": "L1(asinh) + 100 L1 / patch peak",
             "block_consistent": bool(model.project),
             "real_share": REAL_SHARE,
