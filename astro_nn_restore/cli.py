@@ -298,13 +298,22 @@ def _run_batch(args):
 
 
 def _batch_options(args):
-    """Tiling options, and the operation's own options that were given."""
+    """Tiling options, and the operation's own options that were given.
+
+    An option of another operation (``--factor`` with denoise) is refused
+    rather than ignored.
+    """
     options = dict(model=args.model, tile_size=args.tile_size, overlap=args.overlap,
                    batch_size=args.batch_size)
-    for flags, _ in OPERATIONS[args.operation][1]:
-        dest = flags[0].lstrip("-").replace("-", "_")
-        if getattr(args, dest) is not None:
-            options[dest] = getattr(args, dest)
+    own = {flags[0] for flags, _ in OPERATIONS[args.operation][1]}
+    every = {flags[0] for _, extra in OPERATIONS.values() for flags, _ in extra}
+    for flag in sorted(every):
+        dest = flag.lstrip("-").replace("-", "_")
+        if getattr(args, dest) is None:
+            continue
+        if flag not in own:
+            raise UserError(f"{flag} is not an option of {args.operation}")
+        options[dest] = getattr(args, dest)
     return options
 
 

@@ -117,6 +117,8 @@ def test_cli_batch_reports_unreadable_files_as_failed(folder, tiny_model, tmp_pa
     assert "no files matching '*.fit'" in capsys.readouterr().err
     assert cli.main([*argv[:2], str(inputs / "frame0.fits"), "-o", str(tmp_path / "o3")]) == 2
     assert "is a file: batch takes a folder" in capsys.readouterr().err
+    assert cli.main([*argv, "--factor", "2"]) == 2
+    assert "--factor is not an option of denoise" in capsys.readouterr().err
 
 
 @pytest.mark.slow
