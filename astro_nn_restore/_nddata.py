@@ -364,12 +364,15 @@ def warn_unknown_sigma(sigma, bad):
     Such pixels (an inverse variance of 0 is a common "no data" mark) get the
     median noise in the network's noise channel; mask them if they hold no
     data. Negative values are refused earlier, by `as_std_array`. ``sigma``
-    may be a dask array (counted here, in one pass) or hold a colour image's
-    three channels.
+    may be a dask array (counted here in one pass, which reads the image too,
+    for ``bad``) or hold a colour image's three channels (then a pixel counts
+    when its luminance sigma is zero or not finite: all channels zero, or one
+    not finite).
     """
-    unknown = ~np.isfinite(sigma) | (sigma == 0)
-    if unknown.ndim == 3:
-        unknown = unknown.any(axis=-1)
+    if sigma.ndim == 3:  # a colour image's channels: the luminance's sigma is then unknown
+        unknown = (~np.isfinite(sigma)).any(axis=-1) | (sigma == 0).all(axis=-1)
+    else:
+        unknown = ~np.isfinite(sigma) | (sigma == 0)
     if bad is not None:
         unknown = unknown & ~bad
     count = int(unknown.sum())

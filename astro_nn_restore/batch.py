@@ -15,6 +15,8 @@ import time
 from importlib import import_module
 from pathlib import Path
 
+from ._files import READ_ENDINGS
+
 __all__ = ["process_files", "OPERATION_NAMES"]
 
 #: Operation names (as on the command line, or the function's own name) -> import path.
@@ -110,7 +112,7 @@ def _input_paths(files):
 
 def _output_path(path, out_dir, suffix):
     name = Path(path).name
-    for ending in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts"):
+    for ending in sorted(READ_ENDINGS, key=len, reverse=True):
         if name.lower().endswith(ending):
             name = name[: -len(ending)]
             break
@@ -131,12 +133,12 @@ def process_one(path, output, function, kwargs, overwrite):
 
     A top-level function, so that dask can send it to worker processes.
     """
-    from .cli import write_atomically
+    from ._files import write_result
 
     start = time.perf_counter()
     try:
         result = function(_read(path), **kwargs)
-        write_atomically(result, output, overwrite)
+        write_result(result, output, overwrite)
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
         return "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start
     return "done", "", time.perf_counter() - start

@@ -43,10 +43,8 @@ much as with another tile size, no more (measured with the shipped denoiser,
 import importlib.util
 import mmap
 import os
-import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -55,6 +53,7 @@ from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.wcs import WCS
 
 from . import _nddata
+from ._files import replacing
 from .wcs_utils import strip_wcs_keywords
 
 __all__ = ["DEFAULT_CHUNK", "is_chunked_input", "receptive_radius", "overlap_depth",
@@ -504,11 +503,7 @@ def write_fits(path, arrays, headers, *, overwrite=False, correct=None):
         HISTORY lines, written into the header in place of its last HISTORY
         card (which must be a placeholder).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
+    with replacing(path, overwrite) as temp:
         offsets = _preallocate(temp, headers)
         for array, header, offset in zip(arrays, headers, offsets, strict=True):
             target = np.memmap(temp, dtype=_dtype_of(header), mode="r+", offset=offset,
@@ -519,9 +514,6 @@ def write_fits(path, arrays, headers, *, overwrite=False, correct=None):
                 _replace_last_history(temp, headers[0], list(notes or []))
             target.flush()
             del target
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _preallocate(path, headers):

@@ -25,12 +25,11 @@ load, an input that cannot be parsed, an existing output) print one line
 """
 
 import argparse
-import os
 import sys
-import uuid
 from importlib import import_module
 from pathlib import Path
 
+from ._files import FITS_ENDINGS, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -207,10 +206,6 @@ def _ccddata_extensions(hdulist, shape):
     return mask, uncertainty
 
 
-#: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
-FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
-
-
 def _check_output(output, inputs):
     """Before any work: ``output`` is a FITS name in an existing folder, and no input."""
     path = Path(output)
@@ -224,38 +219,6 @@ def _check_output(output, inputs):
                             "choose another output file")
 
 
-def write_atomically(result, output, overwrite):
-    """Write ``result`` under a temporary name beside ``output``, then rename it.
-
-    A failed write (a full disk, a killed run) leaves an existing ``output``
-    as it was and no half-written file behind.
-    """
-    output = Path(output)
-    temp = output.with_name(f".{uuid.uuid4().hex[:8]}.part.{output.name}")  # same ending
-    try:
-        _write(result, temp, False)
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} appeared meanwhile; not replaced")
-        os.replace(temp, output)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _write(result, path, overwrite):
-    """Write a CCDData (header, WCS, unit; mask and uncertainty as extra HDUs)."""
-    import numpy as np
-    from astropy.io import fits
-    from astropy.nddata import CCDData
-
-    if isinstance(result, CCDData):
-        result.write(path, overwrite=overwrite)
-    else:  # a colour (ny, nx, 3) array, masked when the input was
-        hdus = [fits.PrimaryHDU(np.ma.getdata(result))]
-        if np.ma.isMaskedArray(result):
-            hdus.append(fits.ImageHDU(np.ma.getmaskarray(result).astype(np.uint8), name="MASK"))
-        fits.HDUList(hdus).writeto(path, overwrite=overwrite)
-
-
 def _run_operation(args):
     _check_output(args.output, [args.input])
     _refuse_existing([args.output], args.overwrite)
@@ -265,7 +228,7 @@ def _run_operation(args):
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
-    write_atomically(result, args.output, args.overwrite)
+    write_result(result, args.output, args.overwrite)
     print(f"wrote {args.output}")
     return 0
 

@@ -60,6 +60,9 @@ def hubble_deep_field(part="train", *, color=False):
 PACKAGED_IMAGES = ("moon", "cell", "retina", "coins", "camera", "grass", "gravel", "brick")
 #: The packaged image no training task draws from: real-image validation.
 VALIDATION_IMAGE = "moon"
+#: Share of the simulated training skies given diffuse emission (nebulae,
+#: coronal loops; `~astro_nn_restore.simulate.add_diffuse_emission`), in every task that adds it.
+DIFFUSE_SHARE = 1 / 3
 
 
 def describe_real_share(share):

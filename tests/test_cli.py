@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,11 +118,11 @@ def test_a_failed_write_leaves_the_old_output(image_file, tmp_path, tiny_model, 
     out = tmp_path / "out.fits"
     out.write_bytes(b"previous result")
 
-    def disk_full(result, path, overwrite):
-        path.write_bytes(b"SIMPLE  =                    T")  # a first, partial block
+    def disk_full(self, path, **kwargs):
+        Path(path).write_bytes(b"SIMPLE  =                    T")  # a first, partial block
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli, "_write", disk_full)
+    monkeypatch.setattr(CCDData, "write", disk_full)
     assert cli.main(_denoise_args(image_file, out, tiny_model[0], "--overwrite")) == 2
     _one_line_error(capsys, "No space left on device")
     assert out.read_bytes() == b"previous result"

@@ -501,8 +501,10 @@ def test_one_colour_uncertainty_for_all_channels(tiny_model):
     with pytest.raises(ValueError, match="1 negative value"):
         _denoise(rgb, tiny_model, uncertainty=negative)
     zero = np.full((*SHAPE, 3), 0.1)
-    zero[2, 3, 2] = 0.0
-    with pytest.warns(AstropyUserWarning, match="zero or not finite on 1 good pixel"):
+    zero[2, 3, 2] = 0.0  # one channel: the luminance's sigma is still known
+    zero[4, 5] = 0.0  # all three: it is zero
+    zero[6, 7, 0] = np.nan  # one channel not finite: it is not finite
+    with pytest.warns(AstropyUserWarning, match="zero or not finite on 2 good pixel"):
         _denoise(rgb, tiny_model, uncertainty=zero)
 
 

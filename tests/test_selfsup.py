@@ -237,6 +237,20 @@ def test_gain_from_the_command_line_sets_the_noise_map(tmp_path, frame_folder):
     assert card["self_supervised"]["noise_map"]["frame1.fits"] == "CCD equation"
 
 
+def test_unreadable_frames_are_skipped_with_a_warning(tmp_path):
+    from astro_nn_restore.train.selfsup import load_frames
+
+    frames = dithered_frames([(0.0, 0.0), (1.0, 2.0)], n=64)
+    folder = _write_frames(tmp_path / "frames", frames)
+    (folder / "broken.fits").write_text("not FITS " * 400)
+    fits.PrimaryHDU(np.zeros((3, 8, 8))).writeto(folder / "cube.fits")
+    with pytest.warns(UserWarning, match="skipping") as caught:
+        loaded = load_frames(folder)
+    assert [f.path.name for f in loaded] == ["frame0.fits", "frame1.fits"]
+    assert sorted(str(w.message).split(":")[0].rsplit("/", 1)[1] for w in caught) == [
+        "broken.fits", "cube.fits"]
+
+
 def test_noise2noise_bad_folders(tmp_path, capsys):
     frames = dithered_frames([(0.0, 0.0), (1.0, 2.0)], n=96)
     one = _write_frames(tmp_path / "one", frames[:1])

@@ -235,6 +235,20 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(
     assert not out.exists()
 
 
+def test_resume_compares_settings_as_saved(tmp_path, monkeypatch):
+    from astro_nn_restore.train.loop import check_out
+
+    (tmp_path / "frames").mkdir()
+    config = TrainConfig(out=str(tmp_path / "run"), steps=3, val_every=3, checkpoint_every=1,
+                         precision="fp32",
+                         data=str(tmp_path / "frames"), name="overshoot",
+                         extra={"architecture": {"channels": (16, 32)}})
+    fit(_OvershootTask(config), config)
+    monkeypatch.chdir(tmp_path)
+    again = TrainConfig(**{**config.__dict__, "resume": True, "steps": 6, "data": "frames"})
+    check_out(again, "denoise")  # a tuple saved as a list, the same folder spelt otherwise
+
+
 def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path, capsys):
     assert main(_train_args(tmp_path / "new", 2, "--resume")) == 2
     assert "nothing to resume" in capsys.readouterr().err
@@ -255,8 +269,24 @@ def test_arch_must_be_a_json_object(tmp_path, capsys):
 
 
 class _DivergingTask(_OvershootTask):
+    nan_step = 3
+
     def loss(self, prediction, target, step):
-        return prediction.mean() * (np.nan if step == 3 else 1.0)
+        return prediction.mean() * (np.nan if step == self.nan_step else 1.0)
+
+
+def test_overwrite_leaves_nothing_of_the_old_run_to_resume(tmp_path, capsys):
+    assert main(_train_args(tmp_path, 4)) == 0
+    config = TrainConfig(out=str(tmp_path), steps=20, val_every=1, checkpoint_every=100,
+                         precision="fp32", name="nan", overwrite=True)
+    task = _DivergingTask(config)
+    task.nan_step = 0  # the replacing run dies before its first checkpoint
+    with pytest.raises(FloatingPointError):
+        fit(task, config)
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+    assert not (tmp_path / "best.safetensors").exists()
+    assert main(_train_args(tmp_path, 4, "--resume")) == 2
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_a_non_finite_training_loss_stops_the_run_before_its_checkpoint(tmp_path):

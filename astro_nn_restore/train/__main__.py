@@ -13,7 +13,7 @@ from dataclasses import fields
 
 from ..cli import USER_ERRORS, print_error
 from . import TASKS, TrainConfig, fit
-from .loop import check_config
+from .loop import check_config, check_out
 
 PROG = "python -m astro_nn_restore.train"
 
@@ -142,6 +142,7 @@ def main(argv=None):
     config = TrainConfig(**values, command=command, extra=extra)
     try:
         check_config(config)  # before the task reads --data or --init
+        check_out(config, args.task)  # before self-supervised tasks load every frame
         task = _task_class(args)(config)
         card = fit(task, config)
     except USER_ERRORS as err:

@@ -50,7 +50,7 @@ what was used.
 import numpy as np
 import torch
 
-from ..datasets import ImagePool, describe_real_share, hubble_deep_field
+from ..datasets import DIFFUSE_SHARE, ImagePool, describe_real_share, hubble_deep_field
 from ..deblur import psf_stamp, wiener_prefilter
 from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
@@ -101,7 +101,7 @@ def simulated_pool(seed, n):
                            n_galaxies=int(rng.poisson(10 * np.exp(rng.uniform(0, 1.5)))),
                            sky_gradient=rng.uniform(0.0, 0.3))
         image = np.asarray(sky.clean.data, dtype=np.float64)
-        image = add_diffuse_emission(image, sky.background, rng, share=1 / 3)
+        image = add_diffuse_emission(image, sky.background, rng, share=DIFFUSE_SHARE)
         images.append(image.astype(np.float32))
     return images
 

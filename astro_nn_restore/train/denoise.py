@@ -27,7 +27,7 @@ images) + 0.1 gradient L1.
 import numpy as np
 import torch
 
-from ..datasets import ImagePool, describe_real_share
+from ..datasets import DIFFUSE_SHARE, ImagePool, describe_real_share
 from ..models.denoise import ResidualUNet
 from .loop import TrainTask
 from .loop import initial_model as loop_initial_model
@@ -45,8 +45,6 @@ REAL_SHARE = 0.5
 VALIDATION_SETS = (("simulated", 0.05), ("simulated", 0.10), ("moon", 0.05), ("moon", 0.10))
 #: FWHM range (pixels) of the simulated skies' PSFs.
 PSF_FWHM_RANGE = (1.2, 6.0)
-#: Share of the simulated skies with diffuse emission (nebulae, coronal loops).
-DIFFUSE_SHARE = 1 / 3
 
 
 def initial_model(config):

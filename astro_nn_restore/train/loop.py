@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..registry import save_model
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainTask", "check_config", "fit", "training_autocast"]
+__all__ = ["TrainConfig", "TrainTask", "check_config", "check_out", "fit", "training_autocast"]
 
 
 @dataclass
@@ -215,7 +215,7 @@ class _MetricsLog:
 def fit(task, config):
     """Train ``task`` according to ``config``; return the exported model card.
 
-    Writes into ``config.out``: ``checkpoint.safetensors`` (+ ``.json``),
+    Writes into ``config.out``: ``checkpoint.safetensors``, ``best.safetensors``,
     ``metrics.csv``, ``config.json`` and, at the end, ``NAME.safetensors``
     with its model card ``NAME.json`` (loadable with ``model=PATH``).
     Everything is checked before anything is written: the settings
@@ -225,7 +225,7 @@ def fit(task, config):
     """
     check_config(config)
     out = Path(config.out)
-    _check_out(out, config, task.task)
+    check_out(config, task.task)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -239,6 +239,7 @@ def fit(task, config):
     if config.resume:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
     else:
+        _remove_run(out)  # nothing of an overwritten run may be resumed or exported later
         saved = {**asdict(config), "task": task.task}
         (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     state.setdefault("commands", _first_command(out, config))
@@ -258,8 +259,10 @@ def check_config(config):
     def option(name):
         return "--" + name.replace("_", "-")
 
-    for name, minimum in (("steps", 1), ("batch_size", 1), ("patch_size", 8), ("val_every", 1),
-                          ("checkpoint_every", 1), ("patience", 1), ("seed", 0)):
+    fine_tuning = config.extra.get("init") is not None  # --steps 0: export the init model as is
+    for name, minimum in (("steps", 0 if fine_tuning else 1), ("batch_size", 1),
+                          ("patch_size", 8), ("val_every", 1), ("checkpoint_every", 1),
+                          ("patience", 1), ("seed", 0)):
         integer_at_least(getattr(config, name), option(name), minimum)
     for name in ("lr", "clip_grad"):
         non_negative_number(getattr(config, name), option(name), positive=True)
@@ -274,15 +277,16 @@ def check_config(config):
         raise FileNotFoundError(f"--data {config.data}: no such folder")
 
 
-#: Files that mark a folder as holding a training run.
+#: Files that mark a folder as holding a training run (``--overwrite`` deletes them).
 RUN_FILES = ("config.json", "checkpoint.safetensors", "metrics.csv", "best.safetensors")
 #: Settings a resumed run must repeat (``extra`` holds --arch, --init and the task options).
 RESUME_KEYS = ("task", "seed", "batch_size", "patch_size", "lr", "clip_grad", "precision",
                "data", "name", "extra")
 
 
-def _check_out(out, config, task):
-    """``out`` holds no run (or ``--overwrite``), or ``--resume`` repeats the run it holds."""
+def check_out(config, task):
+    """``config.out`` holds no run (or ``--overwrite``), or ``--resume`` repeats its run."""
+    out = Path(config.out)
     found = [name for name in RUN_FILES if (out / name).exists()]
     if not config.resume:
         if found and not config.overwrite:
@@ -292,9 +296,11 @@ def _check_out(out, config, task):
         return
     if not (out / "checkpoint.safetensors").exists():
         raise FileNotFoundError(f"nothing to resume: {out / 'checkpoint.safetensors'} does not "
-                                "exist (drop --resume to start a new run)")
+                                "exist (drop --resume to start a new run, with --overwrite if "
+                                "the folder holds the start of one)")
     saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-    current = {**asdict(config), "task": task}
+    current = _comparable({**asdict(config), "task": task})
+    saved = _comparable(saved)
     changed = [key for key in RESUME_KEYS if key in saved and saved[key] != current[key]]
     if changed:
         details = "; ".join(f"{key}: {saved[key]!r} in the run, {current[key]!r} now"
@@ -302,6 +308,20 @@ def _check_out(out, config, task):
         raise ValueError(f"--resume must repeat the run's settings ({details}); "
                          "only --steps, --max-minutes, --threads, --patience, --val-every and "
                          "--checkpoint-every may change")
+
+
+def _comparable(settings):
+    """Settings as config.json holds them (tuples as lists), the --data folder resolved."""
+    settings = json.loads(json.dumps(settings))
+    if settings.get("data") is not None:
+        settings["data"] = str(Path(settings["data"]).resolve())
+    return settings
+
+
+def _remove_run(out):
+    """Delete the files of the run in ``out`` (``--overwrite``), so none is resumed later."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _check_patch_size(model, config):
@@ -370,10 +390,10 @@ def _maybe_validate(task, config, model, scheduler, state, log, running, optimiz
 
 def _save_best(model, out):
     """Write the model weights alone to ``out/best.safetensors`` (atomically)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tmp = out / "best.safetensors.tmp"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, tmp)
+    tmp.write_bytes(save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
     tmp.replace(out / "best.safetensors")
 
 

@@ -46,7 +46,6 @@ no ``calibration`` and `~astro_nn_restore.denoise_residual` returns no
 uncertainty with them.
 """
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +54,7 @@ import torch
 
 from .._nddata import noise_map, parse_image
 from .._warnings import warn
+from ..datasets import fits_files
 from ..denoise import network_inputs
 from ..register import RegistrationError, register_frames
 from .denoise import initial_model
@@ -97,38 +97,40 @@ class Sample:
 
 
 def _fits_paths(folder):
-    from ccdproc import ImageFileCollection
-
+    """Every FITS file of ``folder``, unreadable ones included (`load_frames` skips them)."""
     if folder is None:
         raise ValueError("self-supervised training needs --data DIR, a folder of FITS frames")
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"--data {folder}: no such folder")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ImageFileCollection: empty folder
-        collection = ImageFileCollection(folder, glob_include="*.fit*")
-        paths = [Path(p) for p in collection.files_filtered(include_path=True)]
-    return sorted(paths, key=lambda p: (_date_obs(p), p.name))
+    return [Path(p) for p in fits_files(folder, "*.fit*")]
+
+
+def load_frames(folder, *, gain=None, read_noise=None, sky=None):
+    """The 2-D frames of a FITS folder, in time order (DATE-OBS), with their network inputs.
+
+    Files that cannot be read as a 2-D image are skipped with a warning each.
+    """
+    paths = _fits_paths(folder)
+    if not paths:
+        raise ValueError(f"--data {folder}: no FITS files (*.fit, *.fits, *.fits.gz) in it")
+    frames = []
+    for path in paths:
+        try:
+            parsed = parse_image(path)
+        except (OSError, ValueError, TypeError) as err:
+            warn(f"skipping {path}: {' '.join(str(err).split())}", UserWarning)
+            continue
+        sigma = noise_map(parsed, None, gain=gain, read_noise=read_noise, sky=sky,
+                          from_header=True)
+        norm, inputs = network_inputs(parsed.data, parsed.bad, sigma)
+        frames.append(Frame(path, parsed, sigma, norm, inputs))
+    return sorted(frames, key=lambda f: (_date_obs(f.path), f.path.name))
 
 
 def _date_obs(path):
     from astropy.io import fits
 
     return str(fits.getheader(path).get("DATE-OBS", ""))
-
-
-def load_frames(folder, *, gain=None, read_noise=None, sky=None):
-    """The 2-D frames of a FITS folder, in time order, with their network inputs."""
-    paths = _fits_paths(folder)
-    if not paths:
-        raise ValueError(f"--data {folder}: no FITS files (*.fit, *.fits, *.fits.gz) in it")
-    frames = []
-    for path in paths:
-        parsed = parse_image(path)
-        sigma = noise_map(parsed, None, gain=gain, read_noise=read_noise, sky=sky,
-                          from_header=True)
-        norm, inputs = network_inputs(parsed.data, parsed.bad, sigma)
-        frames.append(Frame(path, parsed, sigma, norm, inputs))
-    return frames
 
 
 def find_pairs(frames):

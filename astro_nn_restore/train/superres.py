@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from ..datasets import ImagePool, describe_real_share
+from ..datasets import DIFFUSE_SHARE, ImagePool, describe_real_share
 from ..degrade import coarse_detector
 from ..models.superres import SRCNN, SRResNet
 from ..normalize import estimate_normalization
-from .denoise import DIFFUSE_SHARE
 from .loop import TrainTask, initial_model, model_arguments
 from .losses import compress
 

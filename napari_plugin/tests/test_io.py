@@ -84,22 +84,26 @@ def test_rgb_cube_becomes_rgb_layer(tmp_path, wcs_factory):
     assert wcs.naxis == 2 and same_sky(wcs, wcs_factory(shape), shape)
 
 
-@pytest.mark.parametrize(("ctype3", "rgb"), [(None, True), ("BAND", True), ("FREQ", False),
-                                             ("STOKES", False)])
-def test_only_untyped_or_band_cubes_are_colour(tmp_path, ctype3, rgb):
-    cube = np.random.default_rng(1).random((3, 12, 10)).astype(np.float32)
+@pytest.mark.parametrize(("planes", "ctype3", "rgb"), [
+    (3, None, True), (3, "BAND", True), (3, "FREQ", False), (3, "STOKES", False),
+    (4, None, False), (4, "BAND", True),
+])
+def test_only_untyped_or_band_cubes_are_colour(tmp_path, planes, ctype3, rgb):
+    cube = np.random.default_rng(1).random((planes, 12, 10)).astype(np.float32)
     header = fits.Header()
     if ctype3:
         header["CTYPE3"] = ctype3
     fits.PrimaryHDU(cube, header=header).writeto(tmp_path / "cube.fits")
     [(data, kwargs, _)] = read_fits(str(tmp_path / "cube.fits"))
     assert bool(kwargs.get("rgb")) == rgb
-    assert data.shape == ((12, 10, 3) if rgb else (3, 12, 10))
+    assert data.shape == ((12, 10, planes) if rgb else (planes, 12, 10))
 
 
-def test_rgba_round_trip(tmp_path, wcs_factory):
+@pytest.mark.parametrize("with_wcs", [True, False])
+def test_rgba_round_trip(tmp_path, wcs_factory, with_wcs):
     rgba = np.random.default_rng(3).random((12, 10, 4)).astype(np.float32)
-    save_fits(tmp_path / "rgba.fits", rgba, {"unit": "", "wcs": wcs_factory((12, 10))}, rgb=True)
+    meta = {"unit": "", "wcs": wcs_factory((12, 10)) if with_wcs else None}
+    save_fits(tmp_path / "rgba.fits", rgba, meta, rgb=True)
     [(data, kwargs, _)] = read_fits(str(tmp_path / "rgba.fits"))
     assert kwargs["rgb"] and np.array_equal(data, rgba)
 

@@ -175,15 +175,18 @@ def layer_data_from_ccd(ccd, *, name, header=None, note=None, source=None, extra
 def is_colour_cube(data, header):
     """Whether a cube holds the planes of a colour image, as this plugin writes them.
 
-    (3 or 4, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``,
-    as `~astro_nn_restore.wcs_utils.add_band_axis` writes) or has no type at
-    all (RGB files of image-processing programs). A typed third axis
-    (``FREQ``, ``WAVE``, ``VRAD``, ``STOKES``...) makes a stack of planes.
+    (3, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``, as
+    `~astro_nn_restore.wcs_utils.add_band_axis` and the writer put it) or has
+    no type at all (RGB files of image-processing programs); (4, ny, nx)
+    (RGBA) data only with a band axis, so that an untyped stack of four frames
+    stays a stack. A typed third axis (``FREQ``, ``WAVE``, ``VRAD``,
+    ``STOKES``...) makes a stack of planes.
     """
     if not (data.ndim == 3 and data.shape[0] in (3, 4)):
         return False
     axis_type = str(header.get("CTYPE3", "")).strip().upper()
-    return axis_type in ("", "BAND") or axis_type.startswith("BAND-")
+    band = axis_type == "BAND" or axis_type.startswith("BAND-")
+    return band or (axis_type == "" and data.shape[0] == 3)
 
 
 def _rgb_limits(rgb):
@@ -215,6 +218,8 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         header.remove(key, ignore_missing=True, remove_all=True)
     for key in [k for k in header if k.startswith("NAXIS")]:
         header.remove(key, ignore_missing=True, remove_all=True)
+    if rgb and wcs is None:
+        header["CTYPE3"] = ("BAND", "colour planes (read back as one colour layer)")
     uncertainty, mask = (None, None) if rgb else _pixel_extras(metadata, array.shape, name)
     return CCDData(
         array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
@@ -265,9 +270,9 @@ def save_fits(path, data, metadata, *, rgb=False, overwrite=False, name="layer")
             f"Choose another name, use the 'Save as FITS' widget with 'overwrite' ticked, "
             f"or set the environment variable {OVERWRITE_ENV}=1."
         )
-    from astro_nn_restore.cli import write_atomically
+    from astro_nn_restore._files import write_result
 
-    write_atomically(ccd_from_layer(data, metadata, rgb=rgb, name=name), path, overwrite)
+    write_result(ccd_from_layer(data, metadata, rgb=rgb, name=name), path, overwrite)
     return [path]
 
 
