@@ -434,10 +434,24 @@ def _export(task, config, model, state, out):
 
 
 def _code_version():
-    """The package version (setuptools-scm: commit, dirty mark) for a card's re-runs."""
+    """The package version for a card's re-runs; in a git checkout, with the commit.
+
+    An editable install's version is that of its installation, not of the
+    code that ran, so the checkout's ``git describe --dirty`` is added.
+    """
+    import subprocess
+
     from .. import __version__
 
-    return __version__
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return __version__
+    try:
+        described = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                                   capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__} (git {described.stdout.strip()})"
 
 
 def _init_record(init, task):
