@@ -281,12 +281,26 @@ def compose_rgb(lightness, chroma):
     >>> bool(np.allclose(rgb2lab(rgb)[..., 0], L))
     True
     """
-    from skimage.color import lab2rgb
-
     lightness = np.clip(np.asarray(lightness, dtype=np.float64), 0, 100)
     chroma = np.asarray(chroma, dtype=np.float64)
     if chroma.shape != (*lightness.shape, 2):
         raise ValueError(f"chroma shape {chroma.shape} must be lightness shape + (2,)")
+    rgb = np.empty((*lightness.shape, 3))
+    rows = max(1, _COMPOSE_PIXELS // max(lightness.shape[1], 1))
+    for start in range(0, lightness.shape[0], rows):  # blocks that stay in cache
+        band = slice(start, start + rows)
+        rgb[band] = _compose_block(lightness[band], chroma[band])
+    return rgb
+
+
+#: Pixels per block of `compose_rgb`: whole-image passes of the gamut search
+#: made 4096² images 1.5x slower per pixel than 1024² ones.
+_COMPOSE_PIXELS = 1 << 18
+
+
+def _compose_block(lightness, chroma):
+    from skimage.color import lab2rgb
+
     chroma = np.nan_to_num(chroma) * _gamut_factor(lightness, chroma)[..., None]
     return lab2rgb(np.concatenate([lightness[..., None], chroma], axis=-1))
 
