@@ -244,11 +244,18 @@ def test_unreadable_frames_are_skipped_with_a_warning(tmp_path):
     folder = _write_frames(tmp_path / "frames", frames)
     (folder / "broken.fits").write_text("not FITS " * 400)
     fits.PrimaryHDU(np.zeros((3, 8, 8))).writeto(folder / "cube.fits")
+    fits.PrimaryHDU(np.full((32, 32), np.nan)).writeto(folder / "empty.fits")
     with pytest.warns(UserWarning, match="skipping") as caught:
         loaded = load_frames(folder)
     assert [f.path.name for f in loaded] == ["frame0.fits", "frame1.fits"]
     assert sorted(str(w.message).split(":")[0].rsplit("/", 1)[1] for w in caught) == [
-        "broken.fits", "cube.fits"]
+        "broken.fits", "cube.fits", "empty.fits"]
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "broken.fits").write_text("not FITS " * 400)
+    with pytest.warns(UserWarning, match="skipping"), \
+            pytest.raises(ValueError, match="none of its 1 FITS file"):
+        load_frames(only_bad)
 
 
 def test_noise2noise_bad_folders(tmp_path, capsys):

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from astro_nn_restore.registry import load_model
@@ -252,13 +253,17 @@ def test_resume_compares_settings_as_saved(tmp_path, monkeypatch):
 def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path, capsys):
     assert main(_train_args(tmp_path / "new", 2, "--resume")) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    assert main(_train_args(tmp_path, 2)) == 0
+    assert main(_train_args(tmp_path, 3)) == 0  # ends between checkpoints (every 2 steps)
+    with safe_open(tmp_path / "checkpoint.safetensors", "pt") as handle:
+        assert json.loads(handle.metadata()["state"])["step"] == 3  # the last step is saved
     before = _run_files(tmp_path)
     assert main(_train_args(tmp_path, 4, "--resume", "--seed", "9", "--lr", "0.1")) == 2
     err = capsys.readouterr().err
     assert "seed: 3 in the run, 9 now" in err and "lr: 0.001 in the run, 0.1 now" in err
     assert _run_files(tmp_path) == before
-    assert main(_train_args(tmp_path, 4, "--resume")) == 0  # only --steps changed
+    assert main(_train_args(tmp_path, 5, "--resume")) == 0  # only --steps changed
+    card = json.loads((tmp_path / "denoise-tiny.json").read_text())
+    assert card["training"]["steps"] == 5 and " && " in card["training"]["command"]
 
 
 def test_arch_must_be_a_json_object(tmp_path, capsys):

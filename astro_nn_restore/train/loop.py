@@ -240,7 +240,7 @@ def fit(task, config):
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
     else:
         _remove_run(out)  # nothing of an overwritten run may be resumed or exported later
-        saved = {**asdict(config), "task": task.task}
+        saved = _comparable({**asdict(config), "task": task.task})  # --data resolved
         (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     state.setdefault("commands", _first_command(out, config))
     if config.resume and config.command:
@@ -300,7 +300,6 @@ def check_out(config, task):
                                 "the folder holds the start of one)")
     saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
     current = _comparable({**asdict(config), "task": task})
-    saved = _comparable(saved)
     changed = [key for key in RESUME_KEYS if key in saved and saved[key] != current[key]]
     if changed:
         details = "; ".join(f"{key}: {saved[key]!r} in the run, {current[key]!r} now"
@@ -311,7 +310,8 @@ def check_out(config, task):
 
 
 def _comparable(settings):
-    """Settings as config.json holds them (tuples as lists), the --data folder resolved."""
+    """Settings as config.json holds them: tuples as lists, the --data folder resolved
+    (against the directory of the command that wrote them)."""
     settings = json.loads(json.dumps(settings))
     if settings.get("data") is not None:
         settings["data"] = str(Path(settings["data"]).resolve())
@@ -362,7 +362,8 @@ def _train(task, config, model, optimizer, scheduler, state, log, checkpoint):
         if state.get("best_step") == state["step"]:
             _save_best(model, checkpoint.parent)
         out_of_time = config.max_minutes is not None and state["minutes"] >= config.max_minutes
-        if state["step"] % config.checkpoint_every == 0 or stop or out_of_time:
+        last = state["step"] == config.steps  # a finished run can be extended with --resume
+        if state["step"] % config.checkpoint_every == 0 or stop or out_of_time or last:
             save_checkpoint(checkpoint, model, optimizer, scheduler, state)
         if stop or out_of_time:
             break

@@ -120,10 +120,16 @@ def load_frames(folder, *, gain=None, read_noise=None, sky=None):
         except (OSError, ValueError, TypeError) as err:
             warn(f"skipping {path}: {' '.join(str(err).split())}", UserWarning)
             continue
+        if not (np.isfinite(parsed.data) & ~parsed.bad).any():
+            warn(f"skipping {path}: no finite, unmasked pixel", UserWarning)
+            continue
         sigma = noise_map(parsed, None, gain=gain, read_noise=read_noise, sky=sky,
                           from_header=True)
         norm, inputs = network_inputs(parsed.data, parsed.bad, sigma)
         frames.append(Frame(path, parsed, sigma, norm, inputs))
+    if not frames:
+        raise ValueError(f"--data {folder}: none of its {len(paths)} FITS file(s) is a usable "
+                         "2-D frame (see the warnings)")
     return sorted(frames, key=lambda f: (_date_obs(f.path), f.path.name))
 
 
