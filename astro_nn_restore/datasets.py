@@ -180,6 +180,27 @@ def sky_psf(seed, index, fwhm_range):
     return random_psf(np.random.default_rng([seed, index, 4711]), fwhm_range=fwhm_range)
 
 
+def training_sky(seed, index, *, shape=(256, 256), fwhm_range=None, diffuse_share=0.0):
+    """Simulated training sky ``index`` of a pool built with ``seed``: (clean float32, Sky).
+
+    With ``fwhm_range``, the sky has its own PSF (`sky_psf`); a share
+    ``diffuse_share`` of the skies (decided per sky, from its own random
+    stream) gets diffuse emission at 5-50 % of its 99th-percentile source
+    level (`~astro_nn_restore.simulate.add_diffuse_emission`). The `Sky`
+    gives the sources (their positions do not depend on either option).
+    """
+    from .simulate import add_diffuse_emission, simulate_sky
+
+    psf = None if fwhm_range is None else sky_psf(seed, index, fwhm_range)
+    sky = simulate_sky(shape, seed=seed * 100_003 + index, psf=psf)
+    image = np.asarray(sky.clean.data, np.float64)
+    if diffuse_share:
+        image = add_diffuse_emission(image, sky.background,
+                                     np.random.default_rng([seed, index, 2718]),
+                                     share=diffuse_share)
+    return image.astype(np.float32), sky
+
+
 @dataclass(eq=False)
 class ImagePool:
     """Clean images, (ny, nx) or (ny, nx, channels), to draw random training patches from.
@@ -212,19 +233,8 @@ class ImagePool:
         random stream) gets `~astro_nn_restore.simulate.diffuse_emission` at
         5-50 % of its 99th-percentile source level.
         """
-        from .simulate import add_diffuse_emission, simulate_sky
-
-        images = []
-        for i in range(n):
-            psf = None if fwhm_range is None else sky_psf(seed, i, fwhm_range)
-            sky = simulate_sky(shape, seed=seed * 100_003 + i, psf=psf)
-            image = np.asarray(sky.clean.data, np.float64)
-            if diffuse_share:
-                image = add_diffuse_emission(image, sky.background,
-                                             np.random.default_rng([seed, i, 2718]),
-                                             share=diffuse_share)
-            images.append(image.astype(np.float32))
-        return cls(images)
+        return cls([training_sky(seed, i, shape=shape, fwhm_range=fwhm_range,
+                                 diffuse_share=diffuse_share)[0] for i in range(n)])
 
     @classmethod
     def real(cls, *, folder=None):

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from .._nddata import non_negative_number
-from ..datasets import ImagePool, hubble_deep_field, sky_psf
+from ..datasets import ImagePool, hubble_deep_field, sky_psf, training_sky
 from ..latent import cutout_normalization
 from ..models.autoencoder import CutoutAutoencoder
-from ..simulate import simulate_sky
 from .loop import TrainTask, initial_model, model_arguments, training_autocast
 from .losses import ssim_index
 
@@ -59,11 +58,12 @@ class SourcePool(ImagePool):
     positions: list = field(default_factory=list, kw_only=True)
 
     @classmethod
-    def build(cls, *, seed, n_simulated=96, shape=(256, 256), use_hdf=True):
+    def build(cls, *, seed, n_simulated=96, shape=(256, 256), use_hdf=True, diffuse_share=0.0):
         images, positions, weights = [], [], []
         for i in range(n_simulated):
-            sky = simulate_sky(shape, seed=seed * 100_003 + i, psf=training_psf(seed, i))
-            images.append(np.asarray(sky.clean.data, np.float32))
+            image, sky = training_sky(seed, i, shape=shape, fwhm_range=PSF_FWHM_RANGE,
+                                      diffuse_share=diffuse_share)
+            images.append(image)
             positions.append(np.column_stack([sky.sources["x"], sky.sources["y"]]))
             weights.append(1.0)
         if use_hdf:  # real galaxies: a quarter of the samples
@@ -141,8 +141,11 @@ class AutoencoderTask(TrainTask):
                                                       "consistency_weight")
         if self.consistency_weight and config.batch_size < 4:
             raise ValueError("--consistency-weight needs --batch-size >= 4 (pairs of draws)")
+        self.diffuse_share = non_negative_number(config.extra.get("diffuse_share", 0.0),
+                                                 "diffuse_share")
         self.pool = SourcePool.build(seed=config.seed,
-                                     n_simulated=config.extra.get("n_simulated", 96))
+                                     n_simulated=config.extra.get("n_simulated", 96),
+                                     diffuse_share=self.diffuse_share)
         self._validation = None
 
     def build_model(self):
@@ -183,7 +186,8 @@ class AutoencoderTask(TrainTask):
 
     def validation_batches(self):
         if self._validation is None:
-            pool = SourcePool.build(seed=self.config.seed + 7919, n_simulated=8, use_hdf=False)
+            pool = SourcePool.build(seed=self.config.seed + 7919, n_simulated=8, use_hdf=False,
+                                    diffuse_share=self.diffuse_share)
             rng = np.random.default_rng([self.config.seed, 424242])
             self._validation = [self._batch(pool, rng, 32) for _ in range(2)]
         return self._validation
@@ -197,6 +201,7 @@ class AutoencoderTask(TrainTask):
                             f"noise at peak S/N {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}",
             "psf_family": "simulate.random_psf per simulated sky, FWHM "
                           f"{PSF_FWHM_RANGE[0]}-{PSF_FWHM_RANGE[1]} px",
+            "diffuse_share": round(self.diffuse_share, 3),
             "loss": f"MSE + {self.ssim_weight:g} (1 - SSIM); clean targets (denoising AE)"
                     + (f"; + {self.consistency_weight:g} latent_consistency of two noise "
                        "draws per cutout" if self.consistency_weight else ""),
