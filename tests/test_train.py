@@ -428,23 +428,6 @@ def test_simulated_pool_diffuse_emission_is_added_to_the_same_skies():
         assert extra.std() > 0.05 * extra.mean()  # structured, not a constant offset
 
 
-def test_autoencoder_diffuse_share_adds_emission_around_the_same_sources(tmp_path):
-    from astro_nn_restore.train.autoencoder import AutoencoderTask, SourcePool
-
-    plain = SourcePool.build(seed=2, n_simulated=3, shape=(64, 64), use_hdf=False)
-    every = SourcePool.build(seed=2, n_simulated=3, shape=(64, 64), use_hdf=False,
-                             diffuse_share=1.0)
-    for a, b, pa, pb in zip(plain.images, every.images, plain.positions, every.positions,
-                            strict=True):
-        assert (b - a > 0).all() and np.array_equal(pa, pb)
-    args = build_parser().parse_args(["autoencoder", "--out", str(tmp_path),
-                                      "--diffuse-share", "0.5"])
-    assert args.diffuse_share == 0.5
-    task = AutoencoderTask(TrainConfig(out=str(tmp_path), extra={"n_simulated": 1,
-                                                                 "diffuse_share": 0.5}))
-    assert task.diffuse_share == 0.5
-
-
 def test_deblur_skies_are_the_same_as_before_the_shared_diffuse_helper():
     """Sums recorded with deblur's own nebula code: its shipped card's command reproduces."""
     from astro_nn_restore.train.deblur import simulated_pool

@@ -68,9 +68,6 @@ def build_parser():
             sub.add_argument("--consistency-weight", type=float, default=None,
                              help="weight of the latent-consistency term between two noise "
                                   "draws of each cutout (default: 0, off)")
-            sub.add_argument("--diffuse-share", type=float, default=None,
-                             help="share of the simulated skies given diffuse emission "
-                                  "(default: 0)")
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
@@ -139,7 +136,7 @@ def main(argv=None):
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
     for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share",
-                   "consistency_weight", "diffuse_share"):
+                   "consistency_weight"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

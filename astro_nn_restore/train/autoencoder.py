@@ -58,11 +58,10 @@ class SourcePool(ImagePool):
     positions: list = field(default_factory=list, kw_only=True)
 
     @classmethod
-    def build(cls, *, seed, n_simulated=96, shape=(256, 256), use_hdf=True, diffuse_share=0.0):
+    def build(cls, *, seed, n_simulated=96, shape=(256, 256), use_hdf=True):
         images, positions, weights = [], [], []
         for i in range(n_simulated):
-            image, sky = training_sky(seed, i, shape=shape, fwhm_range=PSF_FWHM_RANGE,
-                                      diffuse_share=diffuse_share)
+            image, sky = training_sky(seed, i, shape=shape, fwhm_range=PSF_FWHM_RANGE)
             images.append(image)
             positions.append(np.column_stack([sky.sources["x"], sky.sources["y"]]))
             weights.append(1.0)
@@ -141,11 +140,8 @@ class AutoencoderTask(TrainTask):
                                                       "consistency_weight")
         if self.consistency_weight and config.batch_size < 4:
             raise ValueError("--consistency-weight needs --batch-size >= 4 (pairs of draws)")
-        self.diffuse_share = non_negative_number(config.extra.get("diffuse_share", 0.0),
-                                                 "diffuse_share")
         self.pool = SourcePool.build(seed=config.seed,
-                                     n_simulated=config.extra.get("n_simulated", 96),
-                                     diffuse_share=self.diffuse_share)
+                                     n_simulated=config.extra.get("n_simulated", 96))
         self._validation = None
 
     def build_model(self):
@@ -186,8 +182,7 @@ class AutoencoderTask(TrainTask):
 
     def validation_batches(self):
         if self._validation is None:
-            pool = SourcePool.build(seed=self.config.seed + 7919, n_simulated=8, use_hdf=False,
-                                    diffuse_share=self.diffuse_share)
+            pool = SourcePool.build(seed=self.config.seed + 7919, n_simulated=8, use_hdf=False)
             rng = np.random.default_rng([self.config.seed, 424242])
             self._validation = [self._batch(pool, rng, 32) for _ in range(2)]
         return self._validation
@@ -201,7 +196,6 @@ class AutoencoderTask(TrainTask):
                             f"noise at peak S/N {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}",
             "psf_family": "simulate.random_psf per simulated sky, FWHM "
                           f"{PSF_FWHM_RANGE[0]}-{PSF_FWHM_RANGE[1]} px",
-            "diffuse_share": round(self.diffuse_share, 3),
             "loss": f"MSE + {self.ssim_weight:g} (1 - SSIM); clean targets (denoising AE)"
                     + (f"; + {self.consistency_weight:g} latent_consistency of two noise "
                        "draws per cutout" if self.consistency_weight else ""),
