@@ -10,12 +10,37 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FITS_ENDINGS", "READ_ENDINGS", "replacing", "write_result"]
+__all__ = ["FITS_ENDINGS", "READ_ENDINGS", "is_colour_cube", "replacing", "write_result"]
 
 #: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
 FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 #: Endings of FITS inputs: also tile-compressed ``.fits.fz`` files.
 READ_ENDINGS = (*FITS_ENDINGS, ".fits.fz")
+
+
+def is_colour_cube(data, header):
+    """Whether a FITS cube holds the planes of a colour image.
+
+    (3, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``, as
+    `~astro_nn_restore.wcs_utils.add_band_axis` writes it: colorize, the
+    command line and the napari plugin) or has no type at all (RGB files of
+    image-processing programs); (4, ny, nx) (RGBA) data only with a band axis,
+    so that an untyped stack of four frames stays a stack. A typed third axis
+    (``FREQ``, ``WAVE``, ``VRAD``, ``STOKES``...) makes a stack of planes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> cube = np.zeros((3, 4, 5))
+    >>> is_colour_cube(cube, fits.Header()), is_colour_cube(cube, fits.Header({"CTYPE3": "FREQ"}))
+    (True, False)
+    """
+    if not (data.ndim == 3 and data.shape[0] in (3, 4)):
+        return False
+    axis_type = str(header.get("CTYPE3", "")).strip().upper()
+    band = axis_type == "BAND" or axis_type.startswith("BAND-")
+    return band or (axis_type == "" and data.shape[0] == 3)
 
 
 @contextmanager
@@ -53,8 +78,9 @@ def write_result(result, path, overwrite=False):
     """Write an operation's result safely (`replacing`).
 
     A `~astropy.nddata.CCDData` with its header, WCS and unit (mask and
-    uncertainty as extra HDUs); a colour (ny, nx, 3) array as it is, with a
-    MASK extension when it is masked.
+    uncertainty as extra HDUs); a bare colour (ny, nx, 3) array as it is, with
+    a MASK extension when it is masked (the command line turns colour results
+    into band cubes first: `~astro_nn_restore.cli.colour_result`).
     """
     import numpy as np
     from astropy.io import fits

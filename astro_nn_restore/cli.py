@@ -15,6 +15,13 @@ a dask.distributed scheduler::
 
     astro-nn-restore batch denoise raw/ -o denoised/ --scheduler tcp://host:8786
 
+Colour images: a (3, ny, nx) cube whose third axis is ``BAND`` or untyped
+(`~astro_nn_restore._files.is_colour_cube`; what ``colorize`` and the napari
+plugin write) is restored as a colour image (luminance by the network), and
+every colour result is written the same way: a (3, ny, nx) cube with the
+input's header and provenance, its sky WCS with a band axis (rescaled by
+``super-resolve``) and its mask.
+
 Each restoration command is one entry of `OPERATIONS`: a new operation is
 added by one line (its import path and any options of its own), for example
 ``"super-resolve": ("astro_nn_restore.super_resolve", (_FACTOR,))``.
@@ -29,7 +36,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from ._files import FITS_ENDINGS, write_result
+from ._files import FITS_ENDINGS, is_colour_cube, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -173,7 +180,61 @@ def _read_input(path, hdu_index):
         hdu = _pick_hdu(hdulist, hdu_index, path)
         data, header = hdu.data.copy(), hdu.header.copy()
         mask, uncertainty = _ccddata_extensions(hdulist, data.shape)
+    if is_colour_cube(data, header):
+        return _colour_input(data, header, mask, uncertainty)
     return NDData(data, meta=header, mask=mask, uncertainty=uncertainty)
+
+
+def _planes_last(array):
+    import numpy as np
+
+    return None if array is None else np.moveaxis(np.asarray(array), 0, -1)
+
+
+def _colour_input(cube, header, mask, uncertainty):
+    """A (3, ny, nx) colour cube as the (ny, nx, 3) image the operations take, with its sky WCS."""
+    from astropy.nddata import NDData
+
+    from ._nddata import _wcs_from_header
+
+    if uncertainty is not None:
+        uncertainty = type(uncertainty)(_planes_last(uncertainty.array))
+    wcs = _wcs_from_header(header)  # the first two axes
+    if wcs is not None:
+        wcs.pixel_shape = cube.shape[:0:-1]  # (nx, ny); the header's NAXIS3 is not an axis here
+    return NDData(_planes_last(cube), wcs=wcs, meta=header, mask=_planes_last(mask),
+                  uncertainty=uncertainty)
+
+
+def colour_result(rgb, source, function, model, unit=None):
+    """An operation's colour (ny, nx, 3) result as a (3, ny, nx) CCDData to write.
+
+    The header is the input's with provenance, the WCS the input's sky WCS
+    (rescaled when the result is finer, as `super_resolve` does for 2-D
+    images) with a band axis (``CTYPE3 = 'BAND'``), the unit the input's, and a
+    masked result keeps its mask. ``function`` is the operation, ``model`` the
+    registry name or path it ran with.
+    """
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+
+    from ._nddata import _choose_unit, provenance_header
+    from .registry import find_card
+    from .wcs_utils import add_band_axis, rescale_wcs
+
+    header = fits.Header(source.meta)
+    card = find_card(model, task=function.__module__.rsplit(".", 1)[1])
+    factor = rgb.shape[0] // np.shape(source.data)[0]
+    wcs = source.wcs
+    if wcs is not None:
+        wcs = add_band_axis(rescale_wcs(wcs, factor) if factor != 1 else wcs)
+    mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
+    meta = provenance_header(header, operation=function.__name__, model_card=card)
+    if wcs is None:
+        meta["CTYPE3"] = ("BAND", "colour planes R, G, B")
+    return CCDData(np.moveaxis(np.ma.getdata(rgb), -1, 0), unit=_choose_unit(None, header, unit),
+                   wcs=wcs, mask=mask, meta=meta)
 
 
 def _pick_hdu(hdulist, index, path):
@@ -220,6 +281,8 @@ def _check_output(output, inputs):
 
 
 def _run_operation(args):
+    from astropy.nddata import CCDData
+
     _check_output(args.output, [args.input])
     _refuse_existing([args.output], args.overwrite)
     data = _read_input(args.input, args.hdu)
@@ -228,6 +291,8 @@ def _run_operation(args):
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
+    if not isinstance(result, CCDData):  # a colour (ny, nx, 3) result
+        result = colour_result(result, data, operation, args.model, args.unit)
     write_result(result, args.output, args.overwrite)
     print(f"wrote {args.output}")
     return 0

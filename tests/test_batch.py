@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.nddata import CCDData
 from numpy.testing import assert_allclose
 
@@ -119,6 +120,18 @@ def test_cli_batch_reports_unreadable_files_as_failed(folder, tiny_model, tmp_pa
     assert "is a file: batch takes a folder" in capsys.readouterr().err
     assert cli.main([*argv, "--factor", "2"]) == 2
     assert "--factor is not an option of denoise" in capsys.readouterr().err
+
+
+def test_batch_writes_colour_results_as_band_cubes(tiny_model, tmp_path):
+    inputs = tmp_path / "rgb"
+    inputs.mkdir()
+    cube = np.random.default_rng(2).uniform(0, 1, (3, 32, 40)).astype(np.float32)
+    fits.PrimaryHDU(cube).writeto(inputs / "colour.fits")
+    table = process_files([inputs / "colour.fits"], "denoise", tmp_path / "out", model=tiny_model)
+    assert list(table["status"]) == ["done"], table["message"][0]
+    header = fits.getheader(tmp_path / "out" / "colour_denoise.fits")
+    assert (header["NAXIS3"], header["CTYPE3"], header["ANR_OP"]) == (3, "BAND",
+                                                                     "denoise_residual")
 
 
 @pytest.mark.slow

@@ -206,13 +206,58 @@ def test_errors_are_one_line(case, image_file, tmp_path, tiny_model, capsys):
         needle = "lacks"
     elif case == "folder":
         src, needle = tmp_path, "is a folder: give a FITS file, or use 'astro-nn-restore batch"
-    elif case == "colour3d":
+    elif case == "colour3d":  # a spectral cube is not a colour image
         src, needle = tmp_path / "cube.fits", "2-D"
-        fits.PrimaryHDU(np.ones((3, 20, 20), np.float32)).writeto(src)
+        fits.PrimaryHDU(np.ones((3, 20, 20), np.float32),
+                        header=fits.Header({"CTYPE3": "FREQ"})).writeto(src)
     out = tmp_path / "out.fits"
     assert cli.main(_denoise_args(src, out, model, *extra)) == 2
     _one_line_error(capsys, needle)
     assert not out.exists()
+
+
+def _colour_cube_file(path, *, with_wcs=True, mask=None):
+    from astro_nn_restore.wcs_utils import add_band_axis
+
+    cube = np.random.default_rng(6).uniform(100, 200, (3, *SHAPE)).astype(">f4")
+    header = add_band_axis(_wcs()).to_header() if with_wcs else fits.Header()
+    header["BUNIT"], header["OBJECT"] = "adu", "colour field"
+    hdus = [fits.PrimaryHDU(cube, header)]
+    if mask is not None:
+        hdus.append(fits.ImageHDU(mask.astype(np.uint8), name="MASK"))
+    fits.HDUList(hdus).writeto(path)
+    return cube.astype(np.float32)
+
+
+def test_colour_cubes_are_restored_and_written_as_band_cubes(tmp_path, tiny_model):
+    from astro_nn_restore import denoise_residual
+
+    mask = np.zeros((3, *SHAPE), bool)
+    mask[:, 5:8, 9:12] = True
+    cube = _colour_cube_file(tmp_path / "rgb.fits", mask=mask)
+    out = tmp_path / "out.fits"
+    assert cli.main(_denoise_args(tmp_path / "rgb.fits", out, tiny_model[0])) == 0
+    result = CCDData.read(out)
+    assert result.shape == (3, *SHAPE) and result.unit == u.adu
+    assert result.wcs.wcs.ctype[2] == "BAND"
+    _same_wcs(result.wcs.celestial, _wcs())
+    assert result.header["ANR_OP"] == "denoise_residual" and result.header["ANR_MOD"] == "tiny"
+    assert result.header["OBJECT"] == "colour field"
+    assert_array_equal(result.mask, mask)
+    expected = denoise_residual(np.ma.masked_array(np.moveaxis(cube, 0, -1),
+                                                   np.moveaxis(mask, 0, -1)),
+                                model=tiny_model[0], tile_size=32, overlap=8, batch_size=4)
+    assert_allclose(result.data, np.moveaxis(np.ma.getdata(expected), -1, 0), rtol=1e-6)
+
+
+def test_an_untyped_colour_cube_without_wcs_gets_a_band_axis(tmp_path, tiny_model):
+    _colour_cube_file(tmp_path / "rgb.fits", with_wcs=False)
+    first, second = tmp_path / "once.fits", tmp_path / "twice.fits"
+    assert cli.main(_denoise_args(tmp_path / "rgb.fits", first, tiny_model[0])) == 0
+    header = fits.getheader(first)
+    assert header["CTYPE3"] == "BAND" and header["NAXIS3"] == 3 and "CTYPE1" not in header
+    assert cli.main(_denoise_args(first, second, tiny_model[0])) == 0  # reads back as colour
+    assert fits.getdata(second).shape == (3, *SHAPE)
 
 
 def test_an_unknown_unit_is_a_usage_error(image_file, tmp_path, tiny_model, capsys):
@@ -320,6 +365,6 @@ def test_masked_colour_image_is_written_with_its_mask(tiny_model, tmp_path):
     src, out = tmp_path / "rgb.fits", tmp_path / "out.fits"
     fits.HDUList([fits.PrimaryHDU(rgb), fits.ImageHDU(mask, name="MASK")]).writeto(src)
     assert cli.main(_denoise_args(src, out, tiny_model[0])) == 0
-    with fits.open(out) as written:
-        assert written[0].data.shape == rgb.shape
-        assert_array_equal(written["MASK"].data, mask)
+    with fits.open(out) as written:  # written as a band cube, as colorize writes colour
+        assert written[0].data.shape == (3, 40, 56) and written[0].header["CTYPE3"] == "BAND"
+        assert_array_equal(written["MASK"].data, np.moveaxis(mask, -1, 0))

@@ -37,6 +37,8 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from astro_nn_restore._files import is_colour_cube
+
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
            "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
            "is_colour_cube", "layer_placement"]
@@ -170,23 +172,6 @@ def layer_data_from_ccd(ccd, *, name, header=None, note=None, source=None, extra
                      "contrast_limits": _rgb_limits(rgb)}, "image"
     return data, {"name": name, "metadata": metadata, "colormap": "gray",
                   "contrast_limits": display_limits(data)}, "image"
-
-
-def is_colour_cube(data, header):
-    """Whether a cube holds the planes of a colour image, as this plugin writes them.
-
-    (3, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``, as
-    `~astro_nn_restore.wcs_utils.add_band_axis` and the writer put it) or has
-    no type at all (RGB files of image-processing programs); (4, ny, nx)
-    (RGBA) data only with a band axis, so that an untyped stack of four frames
-    stays a stack. A typed third axis (``FREQ``, ``WAVE``, ``VRAD``,
-    ``STOKES``...) makes a stack of planes.
-    """
-    if not (data.ndim == 3 and data.shape[0] in (3, 4)):
-        return False
-    axis_type = str(header.get("CTYPE3", "")).strip().upper()
-    band = axis_type == "BAND" or axis_type.startswith("BAND-")
-    return band or (axis_type == "" and data.shape[0] == 3)
 
 
 def _rgb_limits(rgb):
