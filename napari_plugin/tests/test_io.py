@@ -22,8 +22,18 @@ def test_get_reader_claims_only_fits(tmp_path):
     assert get_reader(str(tmp_path / "a.fits")) is read_fits
     assert get_reader(str(tmp_path / "a.FITS.gz")) is read_fits
     assert get_reader([str(tmp_path / "a.fit"), str(tmp_path / "b.fts")]) is read_fits
+    assert get_reader(str(tmp_path / "a.fits.fz")) is read_fits
     assert get_reader(str(tmp_path / "a.png")) is None
     assert get_reader([str(tmp_path / "a.fits"), str(tmp_path / "b.tif")]) is None
+
+
+def test_tile_compressed_fits_is_read(tmp_path):
+    data = np.random.default_rng(0).integers(900, 1100, (40, 50)).astype(np.int16)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, fits.Header({"BUNIT": "adu"}))]
+                 ).writeto(tmp_path / "c.fits.fz")
+    [(read, kwargs, _)] = read_fits(str(tmp_path / "c.fits.fz"))
+    assert kwargs["name"] == "c" and kwargs["metadata"]["unit"] == "adu"
+    assert np.array_equal(read, data)  # integer tile compression is lossless
 
 
 def test_viewer_open_keeps_unit_wcs_header(make_napari_viewer, fits_file, wcs_factory):

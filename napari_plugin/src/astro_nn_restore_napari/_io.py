@@ -37,13 +37,14 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from astro_nn_restore._files import is_colour_cube
+from astro_nn_restore._files import READ_ENDINGS, is_colour_cube
 
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
            "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
            "is_colour_cube", "layer_placement"]
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+#: File endings the reader claims (also tile-compressed ``.fits.fz``; napari.yaml lists them).
+FITS_SUFFIXES = READ_ENDINGS
 #: Set to 1 to let napari's File > Save replace existing FITS files.
 OVERWRITE_ENV = "ASTRO_NN_RESTORE_NAPARI_OVERWRITE"
 
