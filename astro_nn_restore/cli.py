@@ -17,10 +17,13 @@ a dask.distributed scheduler::
 
 Colour images: a (3, ny, nx) cube whose third axis is ``BAND`` or untyped
 (`~astro_nn_restore._files.is_colour_cube`; what ``colorize`` and the napari
-plugin write) is restored as a colour image (luminance by the network), and
-every colour result is written the same way: a (3, ny, nx) cube with the
-input's header and provenance, its sky WCS with a band axis (rescaled by
-``super-resolve``) and its mask.
+plugin write) is restored by ``denoise``, ``deblur`` and ``super-resolve`` as
+a colour image (luminance by the network; ``colorize`` refuses it, RGBA cubes
+are refused), and every colour result is written the same way
+(`colour_result`): a (3, ny, nx) cube with the input's header and
+provenance, its sky WCS with a band axis and its mask (``super-resolve``:
+WCS, pixel-scale keywords and ``ANR_FACT`` as for 2-D images); no
+uncertainty.
 
 Each restoration command is one entry of `OPERATIONS`: a new operation is
 added by one line (its import path and any options of its own), for example
@@ -181,6 +184,9 @@ def _read_input(path, hdu_index):
         data, header = hdu.data.copy(), hdu.header.copy()
         mask, uncertainty = _ccddata_extensions(hdulist, data.shape)
     if is_colour_cube(data, header):
+        if data.shape[0] != 3:
+            raise UserError(f"{path} is an RGBA ({data.shape[0]}, ny, nx) cube: restoration takes "
+                            "the R, G, B planes; drop the alpha plane")
         return _colour_input(data, header, mask, uncertainty)
     return NDData(data, meta=header, mask=mask, uncertainty=uncertainty)
 
@@ -206,35 +212,62 @@ def _colour_input(cube, header, mask, uncertainty):
                   uncertainty=uncertainty)
 
 
+#: Registry task of each operation that restores colour images.
+_COLOUR_TASKS = {"denoise_residual": "denoise", "deblur": "deblur", "super_resolve": "superres"}
+
+
 def colour_result(rgb, source, function, model, unit=None):
     """An operation's colour (ny, nx, 3) result as a (3, ny, nx) CCDData to write.
 
     The header is the input's with provenance, the WCS the input's sky WCS
-    (rescaled when the result is finer, as `super_resolve` does for 2-D
-    images) with a band axis (``CTYPE3 = 'BAND'``), the unit the input's, and a
-    masked result keeps its mask. ``function`` is the operation, ``model`` the
-    registry name or path it ran with.
+    with a band axis (``CTYPE3 = 'BAND'``), the unit the input's, and a masked
+    result keeps its mask. A finer result (super-resolution) gets what
+    `super_resolve` gives a 2-D image: the WCS rescaled, pixel-scale keywords
+    divided, ``ANR_FACT``/``ANR_FLUX`` and the HISTORY line (colour values
+    are kept: `~astro_nn_restore.superres.flux_policy`). No uncertainty is
+    written: colour results carry none. ``function`` is the operation,
+    ``model`` the registry name, path or module it ran with.
     """
     import numpy as np
     from astropy.io import fits
     from astropy.nddata import CCDData
 
     from ._nddata import _choose_unit, provenance_header
-    from .registry import find_card
     from .wcs_utils import add_band_axis, rescale_wcs
 
     header = fits.Header(source.meta)
-    card = find_card(model, task=function.__module__.rsplit(".", 1)[1])
+    unit = _choose_unit(None, header, unit)
     factor = rgb.shape[0] // np.shape(source.data)[0]
+    history, keys = [], {}
+    if factor != 1:
+        from .superres import _history, _keys, _scale_pixel_keys, flux_policy
+
+        conserve = flux_policy(unit, None, color=True)
+        header, history, keys = (_scale_pixel_keys(header, factor), [_history(factor, conserve)],
+                                 _keys(factor, conserve))
     wcs = source.wcs
     if wcs is not None:
         wcs = add_band_axis(rescale_wcs(wcs, factor) if factor != 1 else wcs)
-    mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
-    meta = provenance_header(header, operation=function.__name__, model_card=card)
+    meta = provenance_header(header, operation=getattr(function, "__name__", str(function)),
+                             model_card=_model_card(model, function), extra_history=history)
+    meta.update(keys)
     if wcs is None:
         meta["CTYPE3"] = ("BAND", "colour planes R, G, B")
-    return CCDData(np.moveaxis(np.ma.getdata(rgb), -1, 0), unit=_choose_unit(None, header, unit),
-                   wcs=wcs, mask=mask, meta=meta)
+    mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
+    return CCDData(np.moveaxis(np.ma.getdata(rgb), -1, 0), unit=unit, wcs=wcs, mask=mask,
+                   meta=meta)
+
+
+def _model_card(model, function):
+    """The card of the model an operation ran with (as `load_model` gives it for a module)."""
+    from .registry import find_card
+
+    if hasattr(model, "state_dict"):  # a torch module
+        return {"name": type(model).__name__, "sha256": "user-module"}
+    task = _COLOUR_TASKS.get(getattr(function, "__name__", ""))
+    if task is None:  # an operation of the caller's own
+        return {"name": str(model), "sha256": ""}
+    return find_card(model, task=task)
 
 
 def _pick_hdu(hdulist, index, path):
@@ -287,6 +320,9 @@ def _run_operation(args):
     _refuse_existing([args.output], args.overwrite)
     data = _read_input(args.input, args.hdu)
     operation = _resolve(args.import_path)
+    if data.data.ndim == 3 and operation.__name__ == "colorize":
+        raise UserError(f"colorize takes a greyscale 2-D image; {args.input} is a colour "
+                        "(3, ny, nx) cube")
     options = {name: getattr(args, name) for name in args.extra}
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,

@@ -14,7 +14,7 @@ ccdproc = pytest.importorskip("ccdproc")
 from astro_nn_restore import cli, denoise_residual  # noqa: E402
 from astro_nn_restore.batch import process_files  # noqa: E402
 from astro_nn_restore.models.denoise import ResidualUNet  # noqa: E402
-from astro_nn_restore.registry import save_model  # noqa: E402
+from astro_nn_restore.registry import load_model, save_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,11 @@ def test_batch_writes_colour_results_as_band_cubes(tiny_model, tmp_path):
     header = fits.getheader(tmp_path / "out" / "colour_denoise.fits")
     assert (header["NAXIS3"], header["CTYPE3"], header["ANR_OP"]) == (3, "BAND",
                                                                      "denoise_residual")
+    module, _ = load_model(tiny_model, task="denoise")  # a module, as the doctest passes
+    table = process_files([inputs / "colour.fits"], "denoise", tmp_path / "mod", model=module)
+    assert list(table["status"]) == ["done"], table["message"][0]
+    header = fits.getheader(tmp_path / "mod" / "colour_denoise.fits")
+    assert header["ANR_MOD"] == "ResidualUNet" and header["ANR_SHA"] == "user-module"
 
 
 @pytest.mark.slow

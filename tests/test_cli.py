@@ -250,6 +250,34 @@ def test_colour_cubes_are_restored_and_written_as_band_cubes(tmp_path, tiny_mode
     assert_allclose(result.data, np.moveaxis(np.ma.getdata(expected), -1, 0), rtol=1e-6)
 
 
+def test_colour_super_resolution_gets_the_2d_header_keys(tmp_path):
+    from astro_nn_restore.wcs_utils import rescale_wcs
+
+    _colour_cube_file(tmp_path / "rgb.fits")
+    with fits.open(tmp_path / "rgb.fits", mode="update") as hdul:
+        hdul[0].header["PIXSCALE"] = 0.4
+    out = tmp_path / "big.fits"
+    assert cli.main(["super-resolve", str(tmp_path / "rgb.fits"), "-o", str(out),
+                     "--factor", "4"]) == 0
+    result = CCDData.read(out)
+    assert result.shape == (3, 4 * SHAPE[0], 4 * SHAPE[1])
+    _same_wcs(result.wcs.celestial, rescale_wcs(_wcs(), 4))
+    header = result.header
+    assert header["PIXSCALE"] == pytest.approx(0.1) and header["ANR_FACT"] == 4
+    assert header["ANR_OP"] == "super_resolve" and "factor 4" in str(header["HISTORY"])
+
+
+@pytest.mark.parametrize(("planes", "command", "message"), [
+    (4, "denoise", "is an RGBA (4, ny, nx) cube"),
+    (3, "colorize", "colorize takes a greyscale 2-D image"),
+])
+def test_cubes_an_operation_cannot_take_are_refused(tmp_path, capsys, planes, command, message):
+    cube = np.ones((planes, 20, 24), np.float32)
+    fits.PrimaryHDU(cube, header=fits.Header({"CTYPE3": "BAND"})).writeto(tmp_path / "c.fits")
+    assert cli.main([command, str(tmp_path / "c.fits"), "-o", str(tmp_path / "o.fits")]) == 2
+    _one_line_error(capsys, message)
+
+
 def test_an_untyped_colour_cube_without_wcs_gets_a_band_axis(tmp_path, tiny_model):
     _colour_cube_file(tmp_path / "rgb.fits", with_wcs=False)
     first, second = tmp_path / "once.fits", tmp_path / "twice.fits"
