@@ -75,23 +75,8 @@ def replacing(path, overwrite=False):
 
 
 def write_result(result, path, overwrite=False):
-    """Write an operation's result safely (`replacing`).
-
-    A `~astropy.nddata.CCDData` with its header, WCS and unit (mask and
-    uncertainty as extra HDUs); a bare colour (ny, nx, 3) array as it is, with
-    a MASK extension when it is masked (the command line turns colour results
-    into band cubes first: `~astro_nn_restore.cli.colour_result`).
-    """
-    import numpy as np
-    from astropy.io import fits
-    from astropy.nddata import CCDData
-
+    """Write a `~astropy.nddata.CCDData` safely (`replacing`): header, WCS, unit,
+    mask and uncertainty (extra HDUs). Colour results are made band cubes
+    first (`~astro_nn_restore.cli.writable_result`)."""
     with replacing(path, overwrite) as temp:
-        if isinstance(result, CCDData):
-            result.write(temp)
-        else:
-            hdus = [fits.PrimaryHDU(np.ma.getdata(result))]
-            if np.ma.isMaskedArray(result):
-                hdus.append(fits.ImageHDU(np.ma.getmaskarray(result).astype(np.uint8),
-                                          name="MASK"))
-            fits.HDUList(hdus).writeto(temp)
+        result.write(temp)

@@ -133,18 +133,14 @@ def process_one(path, output, function, kwargs, overwrite):
 
     A top-level function, so that dask can send it to worker processes.
     """
-    from astropy.nddata import CCDData
-
     from ._files import write_result
-    from .cli import colour_result
+    from .cli import writable_result
 
     start = time.perf_counter()
     try:
         source = _read(path)
-        result = function(source, **kwargs)
-        if not isinstance(result, CCDData):  # a colour (ny, nx, 3) result
-            result = colour_result(result, source, function, kwargs.get("model", "default"),
-                                   kwargs.get("unit"))
+        result = writable_result(function(source, **kwargs), source, function,
+                                 kwargs.get("model", "default"), kwargs.get("unit"))
         write_result(result, output, overwrite)
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
         return "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start

@@ -216,6 +216,15 @@ def _colour_input(cube, header, mask, uncertainty):
 _COLOUR_TASKS = {"denoise_residual": "denoise", "deblur": "deblur", "super_resolve": "superres"}
 
 
+def writable_result(result, source, function, model, unit=None):
+    """``result`` as the CCDData to write: itself, or a colour result as a band cube."""
+    from astropy.nddata import CCDData
+
+    if isinstance(result, CCDData):
+        return result
+    return colour_result(result, source, function, model, unit)
+
+
 def colour_result(rgb, source, function, model, unit=None):
     """An operation's colour (ny, nx, 3) result as a (3, ny, nx) CCDData to write.
 
@@ -240,11 +249,10 @@ def colour_result(rgb, source, function, model, unit=None):
     factor = rgb.shape[0] // np.shape(source.data)[0]
     history, keys = [], {}
     if factor != 1:
-        from .superres import _history, _keys, _scale_pixel_keys, flux_policy
+        from .superres import flux_policy, resampled_header
 
-        conserve = flux_policy(unit, None, color=True)
-        header, history, keys = (_scale_pixel_keys(header, factor), [_history(factor, conserve)],
-                                 _keys(factor, conserve))
+        header, history, keys = resampled_header(header, factor,
+                                                 flux_policy(unit, None, color=True))
     wcs = source.wcs
     if wcs is not None:
         wcs = add_band_axis(rescale_wcs(wcs, factor) if factor != 1 else wcs)
@@ -314,8 +322,6 @@ def _check_output(output, inputs):
 
 
 def _run_operation(args):
-    from astropy.nddata import CCDData
-
     _check_output(args.output, [args.input])
     _refuse_existing([args.output], args.overwrite)
     data = _read_input(args.input, args.hdu)
@@ -327,9 +333,8 @@ def _run_operation(args):
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
-    if not isinstance(result, CCDData):  # a colour (ny, nx, 3) result
-        result = colour_result(result, data, operation, args.model, args.unit)
-    write_result(result, args.output, args.overwrite)
+    write_result(writable_result(result, data, operation, args.model, args.unit), args.output,
+                 args.overwrite)
     print(f"wrote {args.output}")
     return 0
 

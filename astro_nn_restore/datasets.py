@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.utils.exceptions import AstropyUserWarning
 
 from ._warnings import warn
 
@@ -124,41 +123,44 @@ def fits_folder_images(folder, *, pattern="*.fits*"):
     """2-D float32 images of every FITS file in ``folder``, for training.
 
     Uses `ccdproc.ImageFileCollection`, so the usual header filtering applies.
-    Non-finite pixels (NaN, inf) are replaced by the median of the finite
-    ones. Files that cannot be read (corrupt, truncated), whose first image is
-    not 2-D, or that have no finite pixel are skipped with a warning each; a
-    ValueError if none is left.
+    Bad pixels (NaN, inf, masked) are replaced by the median of the good
+    ones. Files `read_training_frame` finds unusable are skipped with a
+    warning each; a ValueError if none is left.
     """
     images = []
     for path in fits_files(folder, pattern):
-        image, problem = _training_image(path)
+        parsed, problem = read_training_frame(path)
         if problem:
             warn(f"skipping {path}: {problem}", UserWarning)
-        else:
-            images.append(image)
+            continue
+        good = ~parsed.bad
+        images.append(np.where(good, parsed.data, np.median(parsed.data[good])))
     if not images:
         raise ValueError(f"no usable 2-D FITS images in {folder} matching {pattern!r}")
     return images
 
 
-def _training_image(path):
-    """(float32 image with non-finite pixels filled, None) or (None, why it is skipped)."""
-    from astropy.io import fits
+def read_training_frame(path):
+    """``(ParsedImage, None)`` for a usable 2-D training frame, else ``(None, why not)``.
+
+    Read by `~astro_nn_restore._nddata.parse_image`, as every operation reads
+    a file (first image HDU, byte order, BZERO, MASK extension; the unit does
+    not matter for training). Unusable: unreadable or truncated files, no 2-D
+    image, no finite unmasked pixel.
+    """
+    from astropy import units as u
+
+    from ._nddata import parse_image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)  # truncation: fails below
-            with fits.open(path, memmap=False) as hdul:
-                hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
-                array = None if hdu is None else np.asarray(hdu.data, dtype=np.float32)
+        with warnings.catch_warnings():  # a truncated file fails on reading its data
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            parsed = parse_image(path, unit=u.dimensionless_unscaled)
     except (OSError, ValueError, TypeError) as err:
-        return None, f"not a readable FITS file ({' '.join(str(err).split())[:120]})"
-    if array is None or array.ndim != 2:
-        return None, "no 2-D image"
-    finite = np.isfinite(array)
-    if not finite.any():
-        return None, "no finite pixel"
-    return np.where(finite, array, np.median(array[finite])).astype(np.float32), None
+        return None, " ".join(str(err).split())[:160]
+    if parsed.bad.all():
+        return None, "no finite, unmasked pixel"
+    return parsed, None
 
 
 def sky_psf(seed, index, fwhm_range):

@@ -144,20 +144,30 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     output = _upsample_block(parsed.data, parsed.bad, norm=norm, module=module, passes=passes,
                              tiling=tiling, conserve=conserve)
-    parsed.meta = _scale_pixel_keys(parsed.meta, factor)  # parsed.meta is our own copy
+    parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
     result = repack(parsed, output, operation="super_resolve", model_card=card,
                     wcs=None if parsed.wcs is None else rescale_wcs(parsed.wcs, factor),
                     mask=None if parsed.mask is None else _nearest(parsed.mask, factor),
                     uncertainty=_output_uncertainty(parsed.uncertainty, factor, conserve),
-                    extra_history=[_history(factor, conserve)])
-    result.meta.update(_keys(factor, conserve))
+                    extra_history=history)
+    result.meta.update(keys)
     return result
 
 
-def _keys(factor, conserve):
-    return {"ANR_FACT": (factor, "super_resolve upsampling factor"),
+def resampled_header(header, factor, conserve):
+    """What super-resolution changes in a header: ``(header, history, keys)``.
+
+    ``header`` (changed in place) has its pixel-scale keywords
+    (`PIXEL_SCALE_KEYS`) divided by ``factor``; ``history`` is the HISTORY line
+    and ``keys`` the ``ANR_FACT``/``ANR_FLUX`` cards to add after provenance.
+    Used for 2-D results, chunked ones and the command line's colour cubes.
+    """
+    policy = ("values divided by f**2 (per-pixel flux; image sum kept)" if conserve
+              else "values kept (surface brightness; image mean kept)")
+    keys = {"ANR_FACT": (factor, "super_resolve upsampling factor"),
             "ANR_FLUX": ("per-pixel" if conserve else "surface",
                          "per-pixel: values / f**2; surface: values kept")}
+    return _scale_pixel_keys(header, factor), [f"super_resolve: factor {factor}, {policy}"], keys
 
 
 def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flux_conserving,
@@ -173,7 +183,7 @@ def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flu
         block = partial(_upsample_block, norm=norm, module=module, passes=passes, tiling=tiling,
                         conserve=conserve)
         result = chunked.map_chunks(block, [image.data, image.bad], depth=depth, scale=factor)
-        image.meta = _scale_pixel_keys(image.meta, factor)
+        image.meta, history, keys = resampled_header(image.meta, factor, conserve)
         sigma = image.uncertainty
         return chunked.finish(
             image, result, operation="super_resolve", model_card=card, out=out,
@@ -181,7 +191,7 @@ def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flu
             mask=None if image.mask is None else chunked.nearest(image.mask, factor),
             uncertainty=None if sigma is None else chunked.nearest(sigma, factor) * (
                 1.0 / factor if conserve else float(factor)),
-            extra_history=[_history(factor, conserve)], keys=_keys(factor, conserve))
+            extra_history=history, keys=keys)
 
 
 def _check_factor(factor):
@@ -313,12 +323,6 @@ def _output_uncertainty(sigma, factor, conserve):
         return None
     scale = 1.0 / factor if conserve else float(factor)
     return (_nearest(sigma, factor) * scale).astype(np.float32)
-
-
-def _history(factor, conserve):
-    policy = ("values divided by f**2 (per-pixel flux; image sum kept)" if conserve
-              else "values kept (surface brightness; image mean kept)")
-    return f"super_resolve: factor {factor}, {policy}"
 
 
 def _super_resolve_color(parsed, module, passes, tiling, conserve, factor):

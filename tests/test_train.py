@@ -330,7 +330,7 @@ def test_fits_folder_images_fill_non_finite_pixels_and_skip_unusable_files(tmp_p
     assert len(images) == 2 and all(np.isfinite(i).all() for i in images)
     median = np.float32(np.median(holes[np.isfinite(holes)]))
     assert any(i[3, 3] == i[5, 5] == median for i in images)
-    with pytest.warns(UserWarning, match="no 2-D image"), \
+    with pytest.warns(UserWarning, match="expected a 2-D image"), \
             pytest.raises(ValueError, match="no usable 2-D FITS images"):
         fits_folder_images(tmp_path, pattern="cube*")
 

@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._nddata import noise_map, parse_image
+from .._nddata import noise_map
 from .._warnings import warn
-from ..datasets import fits_files
+from ..datasets import fits_files, read_training_frame
 from ..denoise import network_inputs
 from ..register import RegistrationError, register_frames
 from .denoise import initial_model
@@ -115,13 +115,9 @@ def load_frames(folder, *, gain=None, read_noise=None, sky=None):
         raise ValueError(f"--data {folder}: no FITS files (*.fit, *.fits, *.fits.gz) in it")
     frames = []
     for path in paths:
-        try:
-            parsed = parse_image(path)
-        except (OSError, ValueError, TypeError) as err:
-            warn(f"skipping {path}: {' '.join(str(err).split())}", UserWarning)
-            continue
-        if not (np.isfinite(parsed.data) & ~parsed.bad).any():
-            warn(f"skipping {path}: no finite, unmasked pixel", UserWarning)
+        parsed, problem = read_training_frame(path)
+        if problem:
+            warn(f"skipping {path}: {problem}", UserWarning)
             continue
         sigma = noise_map(parsed, None, gain=gain, read_noise=read_noise, sky=sky,
                           from_header=True)
