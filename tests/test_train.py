@@ -282,6 +282,7 @@ class _DivergingTask(_OvershootTask):
 
 def test_overwrite_leaves_nothing_of_the_old_run_to_resume(tmp_path, capsys):
     assert main(_train_args(tmp_path, 4)) == 0
+    (tmp_path / "notes.txt").write_text("mine")
     config = TrainConfig(out=str(tmp_path), steps=20, val_every=1, checkpoint_every=100,
                          precision="fp32", name="nan", overwrite=True)
     task = _DivergingTask(config)
@@ -290,6 +291,10 @@ def test_overwrite_leaves_nothing_of_the_old_run_to_resume(tmp_path, capsys):
         fit(task, config)
     assert not (tmp_path / "checkpoint.safetensors").exists()
     assert not (tmp_path / "best.safetensors").exists()
+    # the old run's exported model is gone too: it is not this run's result
+    assert not (tmp_path / "denoise-tiny.safetensors").exists()
+    assert not (tmp_path / "denoise-tiny.json").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     assert main(_train_args(tmp_path, 4, "--resume")) == 2
     assert "nothing to resume" in capsys.readouterr().err
 

@@ -319,9 +319,25 @@ def _comparable(settings):
 
 
 def _remove_run(out):
-    """Delete the files of the run in ``out`` (``--overwrite``), so none is resumed later."""
-    for name in RUN_FILES:
+    """Delete the run in ``out`` (``--overwrite``): nothing of it is resumed or mistaken later.
+
+    That is its `RUN_FILES` and the model it exported (``NAME.safetensors`` and
+    ``NAME.json``, named in its ``config.json``); other files are left alone.
+    """
+    for name in (*_exported_files(out), *RUN_FILES):
         (out / name).unlink(missing_ok=True)
+
+
+def _exported_files(out):
+    """File names of the model the run in ``out`` exported, from its ``config.json``."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        name = saved.get("name") or f"{saved['task']}-custom"
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return ()  # no readable record of a run: nothing is known to be its export
+    if not isinstance(name, str) or Path(name).name != name:
+        return ()
+    return (f"{name}.safetensors", f"{name}.json")
 
 
 def _check_patch_size(model, config):
