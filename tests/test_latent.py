@@ -256,6 +256,37 @@ def test_anomaly_score_ignores_masked_pixels(rng):
     assert isinstance(stack, CutoutStack)
 
 
+def _ordinary_sources(rng, n=40):
+    """Cutouts of one star each, on noise: what ``_zero_decoder_model`` cannot reconstruct."""
+    y, x = np.mgrid[:32, :32]
+    star = 200 * np.exp(-((x - 16) ** 2 + (y - 16) ** 2) / (2 * 2.0**2))
+    return 100 + star + 5 * rng.standard_normal((n, 32, 32))
+
+
+def test_anomaly_score_against_a_reference_of_ordinary_sources(rng):
+    module = _zero_decoder_model()
+    stack = _ordinary_sources(rng)
+    plain = anomaly_score(stack, model=module, model_error=0.0)
+    assert np.median(plain) > 3  # ordinary for the image, unusual for this model
+    referenced = anomaly_score(stack, model=module, model_error=0.0, reference=stack)
+    assert np.median(referenced) == pytest.approx(1.0, abs=0.15)
+    hit = stack.copy()
+    hit[7, 4, 25] += 500.0  # a cosmic ray beside one of the stars
+    scores = anomaly_score(hit, model=module, model_error=0.0, reference=stack)
+    assert scores[7] > 2 * np.delete(scores, 7).max()
+    assert isinstance(anomaly_score(hit[7], model=module, reference=stack), float)
+    # a reference of pure noise is no more tolerant than the default scale
+    noise = 100 + 5 * rng.standard_normal((40, 32, 32))
+    np.testing.assert_allclose(anomaly_score(stack, model=module, model_error=0.0,
+                                             reference=noise), plain, rtol=0.1)
+
+
+def test_anomaly_score_refuses_a_reference_without_good_pixels(rng):
+    with pytest.raises(ValueError, match="reference has no cutout with a good pixel"):
+        anomaly_score(_ordinary_sources(rng, 3), model=_zero_decoder_model(),
+                      reference=np.full((2, 32, 32), np.nan))
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -169,7 +169,8 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
 
     points = viewer.layers["field_anomalies"]
     stack = make_cutouts(CCDData.read(fits_file), size=32, threshold=5.0)
-    scores = anomaly_score(stack, model=tiny_autoencoder_model)
+    # by default against the image's own sources
+    scores = anomaly_score(stack, model=tiny_autoencoder_model, reference=stack)
     assert len(points.data) == len(stack) >= 3
     np.testing.assert_allclose(points.data, stack.positions[:, ::-1])
     np.testing.assert_allclose(points.features["score"], scores, rtol=1e-5)
@@ -183,6 +184,7 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
     header = points.metadata["header"]
     assert header["ANR_OP"] == "anomaly_score" and header["ANR_MOD"] == "tiny"
     assert header["ANR_SIZE"] == 32 and header["ANR_NSRC"] == len(stack)
+    assert header["ANR_REL"] is True
     assert points.metadata["source_layer"] == "field"
 
     assert not widget.results.native.isHidden() and widget.results.shape[0] == len(stack)
@@ -192,6 +194,24 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
     best = stack.positions[np.argmax(scores)]
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     np.testing.assert_allclose(camera.center[-2:], layer.data_to_world(best[::-1]))
+
+
+def test_anomaly_widget_scores_against_pure_noise_on_request(make_napari_viewer, qtbot,
+                                                            fits_file, tiny_autoencoder_model):
+    from astro_nn_restore import anomaly_score, make_cutouts
+
+    viewer = make_napari_viewer()
+    viewer.open(fits_file, plugin=PLUGIN)
+    widget = docked(viewer, "Anomaly map", tiny_autoencoder_model)
+    widget.option_widgets["relative"].value = False
+    run_to_end(qtbot, widget)
+    points = viewer.layers["field_anomalies"]
+    stack = make_cutouts(CCDData.read(fits_file), size=32, threshold=5.0)
+    plain = anomaly_score(stack, model=tiny_autoencoder_model)
+    np.testing.assert_allclose(points.features["score"], plain, rtol=1e-5)
+    assert points.metadata["header"]["ANR_REL"] is False
+    relative = anomaly_score(stack, model=tiny_autoencoder_model, reference=stack)
+    assert not np.allclose(plain, relative)  # the choice matters for this model and image
 
 
 def test_anomaly_wrong_cutout_size_is_explained(make_napari_viewer, qtbot, fits_file,

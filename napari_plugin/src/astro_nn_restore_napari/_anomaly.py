@@ -1,8 +1,10 @@
 """Anomaly map: detect sources, score each cutout with an autoencoder.
 
-`anomaly_map` chains `astro_nn_restore.latent.make_cutouts` and
+`anomaly_map` chains `astro_nn_restore.latent.make_cutouts` and the parts of
 `astro_nn_restore.latent.anomaly_score`, scoring the cutouts in chunks so the
-widget can show progress and stop between two chunks (Cancel). The plugin
+widget can show progress and stop between two chunks (Cancel); by default the
+scores are relative to the image's own sources (``reference=`` of
+`~astro_nn_restore.latent.anomaly_score`). The plugin
 turns its `SourceScores` into a Points layer (`points_layer_data`).
 """
 
@@ -12,7 +14,7 @@ import numpy as np
 
 __all__ = ["SourceScores", "anomaly_map", "points_layer_data"]
 
-#: Cutouts per call of anomaly_score (one progress step).
+#: Cutouts scored per progress step.
 CHUNK = 64
 
 
@@ -42,7 +44,7 @@ class SourceScores:
 
 
 def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=None,
-                progress=None):
+                relative=True, progress=None):
     """Detect the sources of ``data`` and score each one's cutout.
 
     Parameters
@@ -55,6 +57,10 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     threshold : float
         Detection threshold (noise units of the smoothed image).
     max_sources : int, optional
+    relative : bool
+        Score against the image's own sources (``anomaly_score(stack,
+        reference=stack)``: about 1 for a typical source of this image), else
+        against pure noise (``anomaly_score(stack)``).
     progress : callable, optional
         ``progress(done, total)`` before each chunk of cutouts and at the end.
 
@@ -65,7 +71,7 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     from astropy.io import fits
 
     from astro_nn_restore._nddata import provenance_header
-    from astro_nn_restore.latent import anomaly_score, make_cutouts
+    from astro_nn_restore.latent import MODEL_ERROR, _combined_scores, _statistics, make_cutouts
     from astro_nn_restore.registry import load_model
 
     module, card = load_model(model, task="autoencoder")
@@ -75,13 +81,16 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     stack = make_cutouts(data, size=int(size), threshold=float(threshold),
                          max_sources=int(max_sources) if max_sources else None)
     n = len(stack)
-    scores = np.empty(n)
+    statistics = np.empty((n, 3))
     for start in range(0, n, CHUNK):
         if progress is not None:
             progress(start, n)
-        scores[start:start + CHUNK] = anomaly_score(stack[start:start + CHUNK], model=module)
+        statistics[start:start + CHUNK] = _statistics(module, stack[start:start + CHUNK],
+                                                      MODEL_ERROR, CHUNK)
     if progress is not None:
         progress(n, n)
+    relative = bool(relative) and bool(np.isfinite(statistics).all(axis=1).any())
+    scores = _combined_scores(statistics, statistics if relative else None)
 
     wcs = getattr(data, "wcs", None)
     ra = dec = None
@@ -94,6 +103,7 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     header["ANR_SIZE"] = (int(size), "cutout size (pixels)")
     header["ANR_THR"] = (float(threshold), "detection threshold (sigma)")
     header["ANR_NSRC"] = (n, "sources scored")
+    header["ANR_REL"] = (relative, "scores relative to the image's own sources")
     unit = getattr(data, "unit", None)
     return SourceScores(stack.positions.astype(float), scores, ra, dec, header,
                         unit.to_string() if unit is not None else "")

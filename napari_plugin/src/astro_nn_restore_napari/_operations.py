@@ -209,9 +209,10 @@ OPERATIONS = {
             steps="cutouts", rgb_input=False, output="points",
             description=(
                 "Detects sources, cuts a stamp around each and scores how badly an autoencoder "
-                "trained on ordinary sources reconstructs it (about 1 for ordinary sources, "
-                "high for unusual ones). Adds a Points layer coloured by score; the highest "
-                "scores are listed below: click a row to go there."
+                "trained on ordinary sources reconstructs it, compared with the image's other "
+                "sources (about 1 for ordinary sources, high for unusual ones). Adds a Points "
+                "layer coloured by score; the highest scores are listed below: click a row to "
+                "go there."
             ),
             options=(
                 Option("size", "Cutout size (px)", default=32,
@@ -225,6 +226,12 @@ OPERATIONS = {
                 Option("max_sources", "Max. sources", default=2000,
                        widget_options={"min": 1, "max": 100000},
                        tooltip="Keep at most this many detections, brightest first"),
+                Option("relative", "Compare with", kind="choice", default=True,
+                       widget_options={"choices": [("this image's sources", True),
+                                                   ("pure noise", False)]},
+                       tooltip="'this image's sources': about 1 for a typical source of "
+                               "the image, so crowding and PSF do not dominate the ranking; "
+                               "'pure noise': the reconstruction error in noise units"),
             ),
         ),
     )
