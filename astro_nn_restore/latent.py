@@ -53,6 +53,10 @@ __all__ = ["CutoutNormalization", "CutoutStack", "anomaly_score", "cutout_normal
 _DETECTION_SMOOTHING = 1.0
 #: Default relative reconstruction error of ordinary sources (`anomaly_score`).
 MODEL_ERROR = 0.05
+#: Fewest usable cutouts in an `anomaly_score` reference: with fewer, the
+#: medians are the scored cutouts themselves (one cutout scored against itself
+#: always scores 1, whatever it holds).
+MIN_REFERENCE = 10
 _TABLE_COLUMNS = (("x", "y"), ("x_centroid", "y_centroid"), ("xcentroid", "ycentroid"))
 
 
@@ -544,8 +548,9 @@ def anomaly_score(data, *, model="default", model_error=MODEL_ERROR, reference=N
     model_error : float
         Relative reconstruction error expected on normal sources.
     reference : optional
-        Cutouts of ordinary sources, in any form ``data`` takes (with the
-        same ``unit``); at least one must have a good pixel.
+        Cutouts of ordinary sources, in any form ``data`` takes; at least
+        `MIN_REFERENCE` (10) of them with a good pixel. ``data`` itself is
+        fine (``reference=stack``) and is not computed twice.
     unit : unit-like, optional
     batch_size : int
 
@@ -558,7 +563,8 @@ def anomaly_score(data, *, model="default", model_error=MODEL_ERROR, reference=N
     Raises
     ------
     ValueError
-        A ``reference`` with no cutout that has a good pixel.
+        A ``reference`` with fewer than `MIN_REFERENCE` cutouts that have a
+        good pixel.
 
     Examples
     --------
@@ -572,11 +578,20 @@ def anomaly_score(data, *, model="default", model_error=MODEL_ERROR, reference=N
     module, _ = _load(model)
     stack, single = _as_stack(data, module.size, unit)
     statistics = _statistics(module, stack, model_error, batch_size)
-    if reference is not None:
-        reference = _statistics(module, _as_stack(reference, module.size, unit)[0],
+    if reference is data:  # the usual call, reference=stack: no second pass
+        reference = statistics
+    elif reference is not None:
+        reference = _statistics(module, _reference_stack(reference, module.size, unit),
                                 model_error, batch_size)
     scores = _combined_scores(statistics, reference)
     return float(scores[0]) if single else scores
+
+
+def _reference_stack(reference, size, unit):
+    try:
+        return _as_stack(reference, size, unit)[0]
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"reference: {error}") from error
 
 
 def _combined_scores(statistics, reference=None):
@@ -586,12 +601,15 @@ def _combined_scores(statistics, reference=None):
 
     With ``reference`` (the statistics of ordinary cutouts), each column is
     first divided by its median over the reference rows that have a good
-    pixel, where that median exceeds 1 (pure noise's).
+    pixel, where that median exceeds 1 (pure noise's). A reference needs at
+    least `MIN_REFERENCE` such rows.
     """
     if reference is not None:
         usable = np.isfinite(reference).all(axis=1)
-        if not usable.any():
-            raise ValueError("reference has no cutout with a good pixel")
+        if usable.sum() < MIN_REFERENCE:
+            raise ValueError(f"reference has {int(usable.sum())} cutout(s) with a good pixel; "
+                             f"it needs at least {MIN_REFERENCE} (score fewer sources without "
+                             "reference=)")
         # never below pure noise's: a reference can make the score more tolerant, not less
         statistics = statistics / np.maximum(np.median(reference[usable], axis=0), 1.0)
     return statistics.max(axis=1)  # NaN rows (no good pixel) stay NaN

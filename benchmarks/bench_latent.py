@@ -44,14 +44,12 @@ from astro_nn_restore.degrade import (
     add_satellite_trail,
     add_saturation_bleed,
 )
-from astro_nn_restore.latent import CutoutNormalization
+from astro_nn_restore.latent import MIN_REFERENCE, CutoutNormalization
 from astro_nn_restore.registry import load_model
 
 REAL = ("m67", "m51", "glimpse", "m13_1", "hdf_heldout", "aegis_f606w_01_1", "aegis_f814w_01_1")
 ARTEFACTS = ("cosmic_rays", "trail", "bad_column", "bleed", "ghost")
 SSIM_TARGET, AUC_TARGET, STABILITY_TARGET = 0.02, 0.95, 5.0
-#: Fewest clean cutouts of one image that serve as its ``reference=``.
-MIN_REFERENCE = 10
 
 
 # -------------------------------------------------------------------- data
@@ -213,31 +211,29 @@ def anomaly_table(stack, model, n_simulated, images):
     # the stored normalisation is what a detection of the damaged cutout would carry
     damaged = _replace(stack, bad)
     plain = (anomaly_score(stack, model=model), anomaly_score(damaged, model=model))
-    referenced = _referenced_scores(stack, damaged, model, images)
+    referenced = _referenced_scores(stack, damaged, model, images, plain)
 
-    def aucs(part):
-        return [roc_auc(clean[part], bad_scores[part]) for clean, bad_scores in (plain,
-                                                                                  referenced)]
+    def row(label, clean_part, damaged_part):
+        """AUC of the clean cutouts in one part against the damaged ones in another."""
+        return [label, int(damaged_part.sum()),
+                *(roc_auc(clean[clean_part], bad_scores[damaged_part])
+                  for clean, bad_scores in (plain, referenced))]
 
     everything = np.ones(len(stack), bool)
-    rows = [[kind, int((kinds == kind).sum()), *_auc_pair(plain, referenced, kinds == kind)]
-            for kind in ARTEFACTS]
     simulated = np.arange(len(stack)) < n_simulated
-    parts = [[f"all, {label} cutouts only", int(part.sum()), *aucs(part)]
+    total = row("all", everything, everything)
+    rows = [row(kind, everything, kinds == kind) for kind in ARTEFACTS] + [total]
+    rows += [row(f"all, {label} cutouts only", part, part)
              for label, part in (("simulated", simulated), ("real", ~simulated)) if part.any()]
-    totals = aucs(everything)
-    return rows + [["all", len(stack), *totals]] + parts, totals
+    return rows, total[2:]
 
 
-def _auc_pair(plain, referenced, damaged_part):
-    """AUC of all clean cutouts against the damaged ones in ``damaged_part``, both ways."""
-    return [roc_auc(clean, bad_scores[damaged_part])
-            for clean, bad_scores in (plain, referenced)]
+def _referenced_scores(stack, damaged, model, images, plain):
+    """(clean, damaged) scores, each image's cutouts against its own clean cutouts.
 
-
-def _referenced_scores(stack, damaged, model, images):
-    """(clean, damaged) scores, each image's cutouts against its own clean cutouts."""
-    clean, bad = (anomaly_score(s, model=model) for s in (stack, damaged))
+    Images with fewer than `MIN_REFERENCE` cutouts keep their ``plain`` scores.
+    """
+    clean, bad = (scores.copy() for scores in plain)
     for name in dict.fromkeys(images):
         part = np.flatnonzero(images == name)
         if len(part) >= MIN_REFERENCE:

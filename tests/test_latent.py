@@ -281,10 +281,33 @@ def test_anomaly_score_against_a_reference_of_ordinary_sources(rng):
                                              reference=noise), plain, rtol=0.1)
 
 
-def test_anomaly_score_refuses_a_reference_without_good_pixels(rng):
-    with pytest.raises(ValueError, match="reference has no cutout with a good pixel"):
-        anomaly_score(_ordinary_sources(rng, 3), model=_zero_decoder_model(),
-                      reference=np.full((2, 32, 32), np.nan))
+def test_anomaly_score_refuses_a_reference_too_small_to_have_a_median(rng):
+    module = _zero_decoder_model()
+    stack = _ordinary_sources(rng, 12)
+    nan = np.full((12, 32, 32), np.nan)
+    nan[:9] = stack[:9]  # nine usable cutouts: one too few
+    for reference in (stack[:1], nan, np.full((40, 32, 32), np.nan)):
+        with pytest.raises(ValueError, match="it needs at least 10"):
+            anomaly_score(stack, model=module, reference=reference)
+    with pytest.raises(ValueError, match="reference: cutouts are 48 pixels wide"):
+        anomaly_score(stack, model=module, reference=make_cutouts(
+            100 + rng.standard_normal((96, 96)), size=48, positions=[[48, 48]] * 10))
+
+
+def test_anomaly_score_reference_never_more_severe_than_pure_noise(rng):
+    module = _zero_decoder_model()
+    stack = _ordinary_sources(rng)
+    flat = np.full((20, 32, 32), 100.0)  # reconstructed exactly: every statistic 0
+    np.testing.assert_array_equal(anomaly_score(stack, model=module, reference=flat),
+                                  anomaly_score(stack, model=module))
+
+
+def test_anomaly_score_against_itself_equals_against_a_copy(rng):
+    module = _zero_decoder_model()
+    stack = make_cutouts(100 + 5 * rng.standard_normal((128, 128)),
+                         positions=rng.uniform(20, 108, (15, 2)))
+    itself = anomaly_score(stack, model=module, reference=stack)
+    np.testing.assert_allclose(itself, anomaly_score(stack, model=module, reference=stack[:]))
 
 
 # ---------------------------------------------------------------- training

@@ -280,6 +280,13 @@ class _DivergingTask(_OvershootTask):
         return prediction.mean() * (np.nan if step == self.nan_step else 1.0)
 
 
+@pytest.mark.parametrize("name", ["sub/model", "../model", "", ".."])
+def test_name_must_be_a_file_name(tmp_path, capsys, name):
+    assert main(_train_args(tmp_path / "run", 2)[:3] + ["--name", name, "--steps", "2", *TINY]) == 2
+    assert "must be a file name" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_overwrite_leaves_nothing_of_the_old_run_to_resume(tmp_path, capsys):
     assert main(_train_args(tmp_path, 4)) == 0
     (tmp_path / "notes.txt").write_text("mine")

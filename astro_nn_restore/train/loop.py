@@ -275,6 +275,10 @@ def check_config(config):
                          "give one of them")
     if config.data is not None and not Path(config.data).is_dir():
         raise FileNotFoundError(f"--data {config.data}: no such folder")
+    if config.name is not None and (not config.name or Path(config.name).name != config.name
+                                    or config.name in (".", "..")):
+        raise ValueError(f"--name {config.name!r} must be a file name (the stem of the exported "
+                         "weights in --out), without a folder")
 
 
 #: Files that mark a folder as holding a training run (``--overwrite`` deletes them).
@@ -332,12 +336,17 @@ def _exported_files(out):
     """File names of the model the run in ``out`` exported, from its ``config.json``."""
     try:
         saved = json.loads((out / "config.json").read_text())
-        name = saved.get("name") or f"{saved['task']}-custom"
+        name = export_name(saved.get("name"), saved["task"])
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return ()  # no readable record of a run: nothing is known to be its export
     if not isinstance(name, str) or Path(name).name != name:
-        return ()
+        return ()  # not a name this package writes: leave the folder alone
     return (f"{name}.safetensors", f"{name}.json")
+
+
+def export_name(name, task):
+    """The stem of a run's exported weights and card: ``--name``, else ``TASK-custom``."""
+    return name or f"{task}-custom"
 
 
 def _check_patch_size(model, config):
@@ -426,7 +435,7 @@ def _load_best(model, out, state):
 def _export(task, config, model, state, out):
     model.eval()
     module = task.export_module(model)
-    name = config.name or f"{task.task}-custom"
+    name = export_name(config.name, task.task)
     card = {
         "name": name,
         "task": task.task,

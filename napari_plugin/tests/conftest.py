@@ -45,12 +45,12 @@ def sky_wcs(shape):
     return wcs
 
 
-def make_fits(path, shape=(96, 80), *, bunit="electron", seed=0):
+def make_fits(path, shape=(96, 80), *, bunit="electron", seed=0, n_stars=5):
     """A big-endian float32 FITS image with a TAN WCS (CD matrix) and a few stars."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[: shape[0], : shape[1]]
     image = 100 + rng.normal(0, 5, shape)
-    for _ in range(5):
+    for _ in range(n_stars):
         cy, cx = rng.uniform(5, shape[0] - 5), rng.uniform(5, shape[1] - 5)
         image += 500 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 4.0)
     header = sky_wcs(shape).to_header()
@@ -67,8 +67,14 @@ def fits_file(tmp_path):
 
 
 @pytest.fixture
+def crowded_fits_file(tmp_path):
+    """``field.fits`` with enough stars for sources to be compared with each other."""
+    return make_fits(tmp_path / "field.fits", shape=(160, 160), n_stars=24)
+
+
+@pytest.fixture
 def fits_factory():
-    """``make_fits(path, shape=..., bunit=..., seed=...)``."""
+    """``make_fits(path, shape=..., bunit=..., seed=..., n_stars=...)``."""
     return make_fits
 
 

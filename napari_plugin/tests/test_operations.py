@@ -155,8 +155,9 @@ def test_colorize_refuses_rgb_layer(make_napari_viewer, tiny_colorize_model):
     assert widget.run() is None and "greyscale" in widget.status.value
 
 
-def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
+def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, crowded_fits_file,
                                            tiny_autoencoder_model):
+    fits_file = crowded_fits_file
     from astro_nn_restore import anomaly_score, make_cutouts
 
     viewer = make_napari_viewer()
@@ -171,7 +172,7 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
     stack = make_cutouts(CCDData.read(fits_file), size=32, threshold=5.0)
     # by default against the image's own sources
     scores = anomaly_score(stack, model=tiny_autoencoder_model, reference=stack)
-    assert len(points.data) == len(stack) >= 3
+    assert len(points.data) == len(stack) >= 10  # enough to compare with each other
     np.testing.assert_allclose(points.data, stack.positions[:, ::-1])
     np.testing.assert_allclose(points.features["score"], scores, rtol=1e-5)
     ra, dec = layer.metadata["wcs"].pixel_to_world_values(stack.positions[:, 0],
@@ -187,9 +188,12 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
     assert header["ANR_REL"] is True
     assert points.metadata["source_layer"] == "field"
 
-    assert not widget.results.native.isHidden() and widget.results.shape[0] == len(stack)
+    from astro_nn_restore_napari._widget import TOP_N
+
+    assert not widget.results.native.isHidden()
+    assert widget.results.shape[0] == min(len(stack), TOP_N)
     listed = [float(row[0]) for row in widget.results.data]
-    np.testing.assert_allclose(listed, np.sort(scores)[::-1], atol=0.006)  # highest first
+    np.testing.assert_allclose(listed, np.sort(scores)[::-1][:TOP_N], atol=0.006)  # highest first
     widget._go_to_row(0)
     best = stack.positions[np.argmax(scores)]
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
@@ -197,7 +201,9 @@ def test_anomaly_widget_adds_scored_points(make_napari_viewer, qtbot, fits_file,
 
 
 def test_anomaly_widget_scores_against_pure_noise_on_request(make_napari_viewer, qtbot,
-                                                            fits_file, tiny_autoencoder_model):
+                                                            crowded_fits_file,
+                                                            tiny_autoencoder_model):
+    fits_file = crowded_fits_file
     from astro_nn_restore import anomaly_score, make_cutouts
 
     viewer = make_napari_viewer()
@@ -212,6 +218,23 @@ def test_anomaly_widget_scores_against_pure_noise_on_request(make_napari_viewer,
     assert points.metadata["header"]["ANR_REL"] is False
     relative = anomaly_score(stack, model=tiny_autoencoder_model, reference=stack)
     assert not np.allclose(plain, relative)  # the choice matters for this model and image
+
+
+def test_anomaly_widget_with_too_few_sources_scores_against_pure_noise(
+        make_napari_viewer, qtbot, fits_file, tiny_autoencoder_model):
+    from astro_nn_restore import anomaly_score, make_cutouts
+
+    viewer = make_napari_viewer()
+    viewer.open(fits_file, plugin=PLUGIN)
+    widget = docked(viewer, "Anomaly map", tiny_autoencoder_model)
+    widget.option_widgets["max_sources"].value = 3  # no population to compare with
+    run_to_end(qtbot, widget)
+    points = viewer.layers["field_anomalies"]
+    stack = make_cutouts(CCDData.read(fits_file), size=32, threshold=5.0, max_sources=3)
+    np.testing.assert_allclose(points.features["score"],
+                               anomaly_score(stack, model=tiny_autoencoder_model), rtol=1e-5)
+    assert points.metadata["header"]["ANR_REL"] is False
+    assert "scored against pure noise" in widget.status.value
 
 
 def test_anomaly_wrong_cutout_size_is_explained(make_napari_viewer, qtbot, fits_file,

@@ -60,7 +60,10 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     relative : bool
         Score against the image's own sources (``anomaly_score(stack,
         reference=stack)``: about 1 for a typical source of this image), else
-        against pure noise (``anomaly_score(stack)``).
+        against pure noise (``anomaly_score(stack)``). With fewer than
+        `~astro_nn_restore.latent.MIN_REFERENCE` scorable sources there is no
+        population to compare with, and they are scored against pure noise
+        (``ANR_REL = False`` in the header).
     progress : callable, optional
         ``progress(done, total)`` before each chunk of cutouts and at the end.
 
@@ -71,7 +74,13 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
     from astropy.io import fits
 
     from astro_nn_restore._nddata import provenance_header
-    from astro_nn_restore.latent import MODEL_ERROR, _combined_scores, _statistics, make_cutouts
+    from astro_nn_restore.latent import (
+        MIN_REFERENCE,
+        MODEL_ERROR,
+        _combined_scores,
+        _statistics,
+        make_cutouts,
+    )
     from astro_nn_restore.registry import load_model
 
     module, card = load_model(model, task="autoencoder")
@@ -89,7 +98,8 @@ def anomaly_map(data, *, model="default", size=32, threshold=5.0, max_sources=No
                                                       MODEL_ERROR, CHUNK)
     if progress is not None:
         progress(n, n)
-    relative = bool(relative) and bool(np.isfinite(statistics).all(axis=1).any())
+    usable = int(np.isfinite(statistics).all(axis=1).sum())
+    relative = bool(relative) and usable >= MIN_REFERENCE
     scores = _combined_scores(statistics, statistics if relative else None)
 
     wcs = getattr(data, "wcs", None)

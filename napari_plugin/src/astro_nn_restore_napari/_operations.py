@@ -209,10 +209,10 @@ OPERATIONS = {
             steps="cutouts", rgb_input=False, output="points",
             description=(
                 "Detects sources, cuts a stamp around each and scores how badly an autoencoder "
-                "trained on ordinary sources reconstructs it, compared with the image's other "
-                "sources (about 1 for ordinary sources, high for unusual ones). Adds a Points "
-                "layer coloured by score; the highest scores are listed below: click a row to "
-                "go there."
+                "trained on ordinary sources reconstructs it (about 1 for ordinary sources, "
+                "high for unusual ones), compared with this image's sources or with pure "
+                "noise. Adds a Points layer coloured by score; the highest scores are listed "
+                "below: click a row to go there."
             ),
             options=(
                 Option("size", "Cutout size (px)", default=32,
@@ -230,8 +230,9 @@ OPERATIONS = {
                        widget_options={"choices": [("this image's sources", True),
                                                    ("pure noise", False)]},
                        tooltip="'this image's sources': about 1 for a typical source of "
-                               "the image, so crowding and PSF do not dominate the ranking; "
-                               "'pure noise': the reconstruction error in noise units"),
+                               "the image, so crowding and PSF do not dominate the ranking "
+                               "(needs 10 sources, else pure noise); 'pure noise': the "
+                               "reconstruction error in noise units"),
             ),
         ),
     )

@@ -294,9 +294,12 @@ class OperationWidget(Container):
         else:
             self.results.value = value
         self.results.visible = True
+        fallback = ("" if result.header.get("ANR_REL") or not self.option_widgets["relative"].value
+                    else " Too few sources to compare with each other: scored against pure "
+                         "noise.")
         self.status.value = (f"Done in {seconds:.1f} s: scored {n} sources, added layer "
                              f"'{name}' (colour = score). Highest {len(rows)} below; "
-                             "about 1 is ordinary.")
+                             f"about 1 is ordinary.{fallback}")
 
     def _go_to_row(self, row, _column=None):
         """Centre the view on the source of a row of the anomaly table."""
