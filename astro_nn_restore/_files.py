@@ -22,7 +22,7 @@ def is_colour_cube(data, header):
     """Whether a FITS cube holds the planes of a colour image.
 
     (3, ny, nx) data whose third axis is a band axis (``CTYPE3 = 'BAND'``, as
-    `~astro_nn_restore.wcs_utils.add_band_axis` writes it: colorize, the
+    `~astro_nn_restore.wcs_utils.band_cube_wcs` writes it: colorize, the
     command line and the napari plugin) or has no type at all (RGB files of
     image-processing programs); (4, ny, nx) (RGBA) data only with a band axis,
     so that an untyped stack of four frames stays a stack. A typed third axis

@@ -242,7 +242,7 @@ def colour_result(rgb, source, function, model, unit=None):
     from astropy.nddata import CCDData
 
     from ._nddata import _choose_unit, provenance_header
-    from .wcs_utils import add_band_axis, rescale_wcs
+    from .wcs_utils import band_cube_wcs, rescale_wcs
 
     header = fits.Header(source.meta)
     unit = _choose_unit(None, header, unit)
@@ -255,7 +255,9 @@ def colour_result(rgb, source, function, model, unit=None):
                                                  flux_policy(unit, None, color=True))
     wcs = source.wcs
     if wcs is not None:
-        wcs = add_band_axis(rescale_wcs(wcs, factor) if factor != 1 else wcs)
+        wcs, note = band_cube_wcs(rescale_wcs(wcs, factor) if factor != 1 else wcs,
+                                  rgb.shape[:2])
+        history += [note] if note else []
     meta = provenance_header(header, operation=getattr(function, "__name__", str(function)),
                              model_card=_model_card(model, function), extra_history=history)
     meta.update(keys)

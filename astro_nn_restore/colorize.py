@@ -29,7 +29,7 @@ from ._inference import run_network
 from ._nddata import non_negative_number, parse_image, repack
 from .normalize import grid_sample, grid_step
 from .registry import load_model
-from .wcs_utils import add_band_axis
+from .wcs_utils import band_cube_wcs
 
 __all__ = ["colorize", "rgb_image", "stretched_lightness", "compose_rgb", "lupton_composite"]
 
@@ -84,7 +84,7 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
     -------
     `~astropy.nddata.CCDData`
         Shape (3, ny, nx): R, G, B planes in [0, 1], dimensionless; the
-        input's WCS with a band axis (`~astro_nn_restore.wcs_utils.add_band_axis`);
+        input's WCS with a band axis (`~astro_nn_restore.wcs_utils.band_cube_wcs`);
         header with provenance, ``BAND1..3 = R, G, B``, the stretch
         (``ANR_STR``, ``ANR_INT``, limits ``ANR_VMIN``/``ANR_VMAX`` in the
         input's unit) and the chroma smoothing (``ANR_CSM``); the input's
@@ -92,14 +92,13 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
         plane; no uncertainty. Use `rgb_image` for
         an (ny, nx, 3) array to display. Written to FITS, the file has no
         BUNIT (dimensionless): read it back with
-        ``CCDData.read(path, unit=u.dimensionless_unscaled)``. With a plain
-        (TAN...) WCS everything works, including slicing the cube. astropy
-        8 limits distorted cubes (see `add_band_axis`; the cube is still
-        built and written correctly): with TPV, ``result.wcs.pixel_to_world``
-        works but ``.celestial`` and slicing fail (no deep copy of a 3-axis
-        TPV WCS); with SIP, ``result.wcs.celestial`` works but the 3-axis
-        ``pixel_to_world`` and slicing fail. The input's 2-D WCS is the
-        same sky mapping in every case.
+        ``CCDData.read(path, unit=u.dimensionless_unscaled)``; its WCS reads
+        back and slicing the cube works. A distorted input WCS (SIP, TPV, a
+        DSS plate solution) becomes its best linear TAN fit, with a warning
+        and a HISTORY line giving the largest sky offset over the image
+        (`~astro_nn_restore.wcs_utils.band_cube_wcs`: astropy 8 cannot read
+        a distorted 3-axis WCS back); the input's own 2-D WCS stays the exact
+        one.
 
     Examples
     --------
@@ -311,9 +310,9 @@ def _repack_rgb(parsed, rgb, card, stretch, interval, limits, smoothing, *, mask
         mask = np.broadcast_to(parsed.mask, rgb.shape).copy()
     history = [f"colorize: L = 100 * {type(stretch).__name__}({type(interval).__name__}(data)), "
                f"limits {limits[0]:.6g} .. {limits[1]:.6g} {parsed.unit}"]
-    wcs = add_band_axis(parsed.wcs, bands=BANDS)
-    if wcs is not None:  # a 2-D WCS without pixel_shape leaves a 2-axis one: CCDData slicing fails
-        wcs.pixel_shape = rgb.shape[::-1]
+    # pixel_shape set: a 2-D WCS without one leaves a 2-axis one, and CCDData slicing fails
+    wcs, note = band_cube_wcs(parsed.wcs, rgb.shape[1:], bands=BANDS)
+    history += [note] if note else []
     keys = {f"BAND{i}": (band, f"plane {i} of the RGB cube")
             for i, band in enumerate(BANDS, start=1)}
     keys.update(ANR_STR=(type(stretch).__name__, "colorize stretch to Lab L"),

@@ -15,7 +15,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, Sip
 
-__all__ = ["rescale_wcs", "strip_wcs_keywords", "add_band_axis", "pixel_correspondence"]
+__all__ = ["rescale_wcs", "strip_wcs_keywords", "add_band_axis", "band_cube_wcs",
+           "pixel_correspondence"]
 
 
 def _check_factor(factor):
@@ -265,6 +266,102 @@ def strip_wcs_keywords(header):
     return out
 
 
+#: Grid points per axis on which `band_cube_wcs` fits and checks a linear WCS.
+_FIT_GRID, _CHECK_GRID = 25, 60
+
+
+def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
+    """The WCS of a ``(nband, ny, nx)`` cube made from a 2-D image, readable back from FITS.
+
+    `add_band_axis` of ``wcs``, when that cube WCS works (a deep copy, its
+    ``.celestial``) and its FITS header reads back with the same sky positions.
+    astropy 8 cannot do that for a distorted WCS (SIP, TPV, a DSS plate
+    solution read as TPD): such a file loses its WCS on reading, or cannot be
+    read at all. Then the cube gets the best linear (TAN, CD matrix) fit to
+    ``wcs`` on a grid over the image
+    (`astropy.wcs.utils.fit_wcs_from_points`), the largest sky offset between
+    the two on a finer grid is reported, and an `AstropyUserWarning` says so.
+    For measurements keep the 2-D image's own WCS.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS` or None
+        2-D celestial WCS of one band. Not modified.
+    shape : tuple of int
+        ``(ny, nx)`` of the image.
+    bands : sequence of str
+        As for `add_band_axis`.
+
+    Returns
+    -------
+    cube : `~astropy.wcs.WCS` or None
+        3-axis WCS with ``pixel_shape`` ``(nx, ny, nband)``; None if ``wcs`` is None.
+    note : str or None
+        A HISTORY line when the distortion was replaced by a linear fit.
+
+    Examples
+    --------
+    >>> from astropy.wcs import WCS
+    >>> wcs = WCS(naxis=2)
+    >>> wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    >>> cube, note = band_cube_wcs(wcs, (64, 48))
+    >>> cube.pixel_shape, note
+    ((48, 64, 3), None)
+    """
+    if wcs is None:
+        return None, None
+    cube = _shaped(add_band_axis(wcs, bands), shape, len(bands))
+    if not wcs.has_celestial or _cube_round_trips(cube, wcs, shape):
+        return cube, None
+    linear, error = _linear_fit(wcs, shape)
+    note = (f"WCS: the input's distorted WCS is written as its best linear TAN fit (largest "
+            f"sky offset {error:.3g} arcsec over the image): astropy cannot read a distorted "
+            "3-axis WCS")
+    from ._warnings import warn
+
+    warn(f"colour cube {note}; keep the 2-D image's WCS for measurements")
+    return _shaped(add_band_axis(linear, bands), shape, len(bands)), note
+
+
+def _shaped(cube, shape, n_bands):
+    cube.pixel_shape = (int(shape[1]), int(shape[0]), int(n_bands))
+    return cube
+
+
+def _grid(shape, n):
+    y, x = np.mgrid[0:shape[0] - 1:n * 1j, 0:shape[1] - 1:n * 1j]
+    return x.ravel(), y.ravel()
+
+
+def _cube_round_trips(cube, wcs, shape):
+    """Whether ``cube`` works (3-axis transform, deep copy, ``.celestial``) and its FITS
+    header reads back with the same sky positions as ``wcs``."""
+    x, y = _grid(shape, 5)
+    expected = np.column_stack(wcs.all_pix2world(x, y, 0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # wcslib's notes on the headers it fixes
+            in_memory = np.column_stack(cube.all_pix2world(x, y, 0 * x, 0)[:2])
+            copied = np.column_stack(copy.deepcopy(cube).celestial.all_pix2world(x, y, 0))
+            back = WCS(cube.to_header(relax=True))
+            read = np.column_stack(back.celestial.all_pix2world(x, y, 0))
+    except Exception:  # noqa: BLE001 - any failure means the cube WCS does not work
+        return False
+    return all(np.allclose(found, expected, rtol=0, atol=1e-9)
+               for found in (in_memory, copied, read))
+
+
+def _linear_fit(wcs, shape):
+    """(TAN WCS fitted to ``wcs`` over the image, largest sky offset in arcsec)."""
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    x, y = _grid(shape, _FIT_GRID)
+    linear = fit_wcs_from_points((x, y), wcs.pixel_to_world(x, y), projection="TAN")
+    x, y = _grid(shape, _CHECK_GRID)
+    offsets = wcs.pixel_to_world(x, y).separation(linear.pixel_to_world(x, y)).arcsec
+    return linear, float(np.max(offsets))
+
+
 def add_band_axis(wcs, bands=("R", "G", "B")):
     """Add a third, band axis to a 2-D WCS, for a ``(nband, ny, nx)`` array.
 
@@ -274,8 +371,8 @@ def add_band_axis(wcs, bands=("R", "G", "B")):
     ``k`` of the array) has world value ``k``. The band names are not stored
     in the WCS; put them in the header (e.g. ``BAND1 = 'R'``) if needed.
 
-    Distortions are kept, with astropy (8.0) limitations; keep the 2-D WCS
-    for pixel <-> sky and use the cube WCS to write headers:
+    Distortions are kept, with astropy (8.0) limitations (`band_cube_wcs`
+    gives a cube WCS that always reads back from FITS):
 
     * SIP (``wcs.sip``) is evaluated by astropy only in 2-D: the 3-axis
       ``pixel_to_world`` raises, ``.celestial`` works;

@@ -10,6 +10,7 @@ from astropy.wcs import WCS, DistortionLookupTable
 
 from astro_nn_restore.wcs_utils import (
     add_band_axis,
+    band_cube_wcs,
     pixel_correspondence,
     rescale_wcs,
     strip_wcs_keywords,
@@ -604,3 +605,62 @@ def test_add_band_axis_with_tpv(make, tmp_path):
     # astropy 8.0 limitation; if this starts passing, update the add_band_axis docstring
     with pytest.raises(RuntimeError, match="wcslib"):
         cube.deepcopy()
+
+
+# band_cube_wcs
+
+
+def test_band_cube_wcs_keeps_a_plain_wcs(recwarn):
+    wcs = WCS(tan_cd())
+    cube, note = band_cube_wcs(wcs, (NPIX, NPIX))
+    assert note is None and not recwarn.list
+    assert cube.pixel_shape == (NPIX, NPIX, 3)
+    assert cube.celestial.wcs.compare(wcs.wcs, tolerance=1e-14)
+    assert band_cube_wcs(None, (4, 4)) == (None, None)
+
+
+def _read_back_cube(tmp_path, cube):
+    from astropy.nddata import CCDData
+
+    path = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.zeros((3, NPIX, NPIX), np.float32),
+                    header=cube.to_header(relax=True)).writeto(path)
+    return CCDData.read(path, unit="adu").wcs
+
+
+@pytest.mark.parametrize("make", [tan_sip, tpv])
+def test_band_cube_wcs_replaces_a_distortion_by_its_linear_fit(make, tmp_path):
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    wcs = WCS(make())
+    with pytest.warns(AstropyUserWarning, match="best linear TAN fit"):
+        cube, note = band_cube_wcs(wcs, (NPIX, NPIX))
+    error = float(note.split("largest sky offset ")[1].split(" arcsec")[0])
+    x, y = _grid()
+    offsets = wcs.pixel_to_world(x, y).separation(cube.celestial.pixel_to_world(x, y)).arcsec
+    assert 0.01 < offsets.max() <= 1.01 * error  # the distortion mattered; the note bounds it
+    back = _read_back_cube(tmp_path, cube)  # add_band_axis alone: no WCS, or no file
+    assert back is not None and back.naxis == 3
+    np.testing.assert_allclose(np.array(back.celestial.pixel_to_world_values(x, y)),
+                               np.array(cube.celestial.pixel_to_world_values(x, y)), atol=1e-12)
+    copy.deepcopy(back)[1]  # sliceable, unlike the distorted cubes
+
+
+def test_band_cube_wcs_reads_back_a_dss_plate(shared_data, tmp_path):
+    """The DSS plate solution (TPD distortion in wcslib) made colour cubes unreadable."""
+    import warnings
+
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    header = fits.getheader(shared_data / "m67_poss" / "M6707HH.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's notes on the DSS keywords
+        wcs = WCS(header)
+    with pytest.warns(AstropyUserWarning, match="best linear TAN fit"):
+        cube, _ = band_cube_wcs(wcs, (header["NAXIS2"], header["NAXIS1"]))
+    path = tmp_path / "cube.fits"
+    empty = np.zeros((3, 8, 8), np.float32)
+    fits.PrimaryHDU(empty, header=cube.to_header(relax=True)).writeto(path)
+    back = WCS(fits.getheader(path))
+    offset = back.celestial.pixel_to_world(500, 500).separation(wcs.pixel_to_world(500, 500))
+    assert offset.arcsec < 0.1

@@ -179,6 +179,25 @@ def test_rgb_and_uncertainty_round_trip(tmp_path, wcs_factory):
     assert np.allclose(kwargs["metadata"]["uncertainty"], 0.5)
 
 
+def test_rgb_layer_with_a_distorted_wcs_reads_back_with_its_linear_fit(tmp_path, wcs_factory):
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    shape = (40, 50)
+    header = wcs_factory(shape).to_header()
+    header.update(CTYPE1="RA---TAN-SIP", CTYPE2="DEC--TAN-SIP", A_ORDER=2, B_ORDER=2,
+                  A_2_0=2e-4, B_0_2=2e-4)
+    wcs = WCS(header)
+    rgb = np.random.default_rng(3).random((*shape, 3)).astype(np.float32)
+    with pytest.warns(AstropyUserWarning, match="best linear TAN fit"):
+        save_fits(tmp_path / "rgb.fits", rgb, {"unit": "", "wcs": wcs}, rgb=True)
+    assert "best linear TAN fit" in "".join(fits.getheader(tmp_path / "rgb.fits")["HISTORY"])
+    [(_, kwargs, _)] = read_fits(str(tmp_path / "rgb.fits"))
+    back = kwargs["metadata"]["wcs"]
+    assert back is not None  # a 3-axis SIP header did not read back at all
+    offset = back.celestial.pixel_to_world(45, 35).separation(wcs.pixel_to_world(45, 35))
+    assert 0 < offset.arcsec < 1.0
+
+
 def test_save_fits_widget_overwrites_only_when_asked(make_napari_viewer, fits_file, tmp_path):
     viewer = make_napari_viewer()
     [layer] = viewer.open(fits_file, plugin=PLUGIN)

@@ -186,20 +186,25 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     """CCDData for a layer's data and metadata (the inverse of `layer_data_from_ccd`).
 
     RGB data (ny, nx, 3) become a (3, ny, nx) cube with a band axis added to
-    the WCS (per-pixel uncertainty and mask, made for one plane, are left
-    out). The header loses its WCS and file-layout keywords; the WCS written
-    is ``metadata["wcs"]``. An uncertainty or mask whose shape no longer
-    matches the data (the data were changed after loading) is an error
-    naming the layer ``name``, never silently dropped or reused.
+    the WCS (`~astro_nn_restore.wcs_utils.band_cube_wcs`: a distorted WCS
+    becomes its linear fit, noted in HISTORY; per-pixel uncertainty and mask,
+    made for one plane, are left out). The header loses its WCS and file-
+    layout keywords; the WCS written is ``metadata["wcs"]``. An uncertainty or
+    mask whose shape no longer matches the data (the data were changed after
+    loading) is an error naming the layer ``name``, never silently dropped or
+    reused.
     """
-    from astro_nn_restore.wcs_utils import add_band_axis, strip_wcs_keywords
+    from astro_nn_restore.wcs_utils import band_cube_wcs, strip_wcs_keywords
 
     array = _fits_dtype(_native(np.asarray(data)), name)
-    wcs = metadata.get("wcs")
+    wcs, note = metadata.get("wcs"), None
     if rgb:
         array = np.moveaxis(array, -1, 0)
-        wcs = add_band_axis(wcs) if wcs is not None and wcs.naxis == 2 else wcs
+        if wcs is not None and wcs.naxis == 2:
+            wcs, note = band_cube_wcs(wcs, array.shape[1:])
     header = strip_wcs_keywords(fits.Header(metadata.get("header") or fits.Header()))
+    if note:
+        header.add_history(note)
     for key in _STRUCTURAL:
         header.remove(key, ignore_missing=True, remove_all=True)
     for key in [k for k in header if k.startswith("NAXIS")]:
