@@ -338,6 +338,18 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     return ccd_sigma(parsed.data, gain=gain, read_noise=read_noise, sky=sky, bad=parsed.bad)
 
 
+def noise_note(operation, uncertainty, own_uncertainty):
+    """The HISTORY line saying where the network's noise map came from (`noise_map`)."""
+    if uncertainty is not None:
+        source = "the uncertainty argument" + (" (one value)" if np.isscalar(uncertainty)
+                                               else "")
+    elif own_uncertainty is not None:
+        source = "the input's uncertainty"
+    else:
+        source = "an estimate from the image (one white-noise level)"
+    return f"{operation}: noise sigma from {source}"
+
+
 def refuse_negative_sigma(values, bad=None):
     """``values``, or a ValueError if some are negative on good pixels (any uncertainty kind)."""
     negative = values < 0

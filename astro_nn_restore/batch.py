@@ -140,7 +140,8 @@ def process_one(path, output, function, kwargs, overwrite):
     try:
         source = _read(path)
         result = writable_result(function(source, **kwargs), source, function,
-                                 kwargs.get("model", "default"), kwargs.get("unit"))
+                                 kwargs.get("model", "default"), kwargs.get("unit"),
+                                 kwargs.get("flux_conserving"))
         write_result(result, output, overwrite)
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
         return "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start

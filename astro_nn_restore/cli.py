@@ -52,14 +52,46 @@ _PRECISION = (("--precision",), dict(choices=("auto", "bf16", "fp32"), default="
                                      help="inference precision (default: %(default)s)"))
 
 _PSF = (("--psf",), dict(metavar="PSF.fits", help="PSF at the image's pixel scale "
-                        "(FITS; default: blind deblurring)"))
+                        "(FITS; PSF.fits[K] for HDU K of a file with several images; "
+                        "default: blind deblurring)"))
 
-#: Command name -> (import path of the operation, options of its own).
+
+
+def _flux_policy(text):
+    """``--flux-conserving``: auto (from the unit) -> None, yes -> True, no -> False."""
+    policies = {"auto": None, "yes": True, "no": False}
+    if text not in policies:
+        raise argparse.ArgumentTypeError(f"must be one of auto, yes, no; got {text}")
+    return policies[text]
+
+
+def _stretch(text):
+    from .colorize import stretch_by_name
+
+    try:
+        return stretch_by_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+_FACTOR = (("--factor",), dict(type=int, choices=(2, 4), default=2, help="upsampling factor"))
+_FLUX = (("--flux-conserving",), dict(
+    type=_flux_policy, metavar="{auto,yes,no}",
+    help="yes: values per pixel, divided by factor**2 so the total is kept; no: surface "
+         "brightness, kept as they are; auto (default): from the unit"))
+_STRETCH = (("--stretch",), dict(type=_stretch, metavar="{asinh,sqrt,log,linear}",
+                                 help="stretch of the data to lightness (default: asinh)"))
+_CHROMA = (("--chroma-smoothing",), dict(type=float, metavar="PIXELS",
+                                         help="Gaussian sigma of the chroma smoothing "
+                                              "(default: 2)"))
+
+#: Command name -> (import path of the operation, options of its own). An option
+#: left unset (None) is not passed, so the operation's own default applies.
 OPERATIONS = {
     "denoise": ("astro_nn_restore.denoise_residual", (_PRECISION,)),
     "deblur": ("astro_nn_restore.deblur.deblur", (_PRECISION, _PSF)),
-    "colorize": ("astro_nn_restore.colorize.colorize", (_PRECISION,)),
-    "super-resolve": ("astro_nn_restore.super_resolve", ((("--factor",), dict(type=int, choices=(2, 4), default=2, help="upsampling factor")), _PRECISION)),  # noqa: E501
+    "colorize": ("astro_nn_restore.colorize.colorize", (_PRECISION, _STRETCH, _CHROMA)),
+    "super-resolve": ("astro_nn_restore.super_resolve", (_FACTOR, _FLUX, _PRECISION)),
 }
 
 #: Exceptions reported as one-line errors (ModelLoadError is a ValueError; listed for clarity).
@@ -216,26 +248,27 @@ def _colour_input(cube, header, mask, uncertainty):
 _COLOUR_TASKS = {"denoise_residual": "denoise", "deblur": "deblur", "super_resolve": "superres"}
 
 
-def writable_result(result, source, function, model, unit=None):
+def writable_result(result, source, function, model, unit=None, flux_conserving=None):
     """``result`` as the CCDData to write: itself, or a colour result as a band cube."""
     from astropy.nddata import CCDData
 
     if isinstance(result, CCDData):
         return result
-    return colour_result(result, source, function, model, unit)
+    return colour_result(result, source, function, model, unit, flux_conserving)
 
 
-def colour_result(rgb, source, function, model, unit=None):
+def colour_result(rgb, source, function, model, unit=None, flux_conserving=None):
     """An operation's colour (ny, nx, 3) result as a (3, ny, nx) CCDData to write.
 
     The header is the input's with provenance, the WCS the input's sky WCS
     with a band axis (``CTYPE3 = 'BAND'``), the unit the input's, and a masked
     result keeps its mask. A finer result (super-resolution) gets what
     `super_resolve` gives a 2-D image: the WCS rescaled, pixel-scale keywords
-    divided, ``ANR_FACT``/``ANR_FLUX`` and the HISTORY line (colour values
-    are kept: `~astro_nn_restore.superres.flux_policy`). No uncertainty is
-    written: colour results carry none. ``function`` is the operation,
-    ``model`` the registry name, path or module it ran with.
+    divided, ``ANR_FACT``/``ANR_FLUX`` and the HISTORY line (colour values are
+    kept unless ``flux_conserving``:
+    `~astro_nn_restore.superres.flux_policy`). No uncertainty is written:
+    colour results carry none. ``function`` is the operation, ``model`` the
+    registry name, path or module it ran with.
     """
     import numpy as np
     from astropy.io import fits
@@ -252,7 +285,7 @@ def colour_result(rgb, source, function, model, unit=None):
         from .superres import flux_policy, resampled_header
 
         header, history, keys = resampled_header(header, factor,
-                                                 flux_policy(unit, None, color=True))
+                                                 flux_policy(unit, flux_conserving, color=True))
     wcs = source.wcs
     if wcs is not None:
         wcs, note = band_cube_wcs(rescale_wcs(wcs, factor) if factor != 1 else wcs,
@@ -331,11 +364,13 @@ def _run_operation(args):
     if data.data.ndim == 3 and operation.__name__ == "colorize":
         raise UserError(f"colorize takes a greyscale 2-D image; {args.input} is a colour "
                         "(3, ny, nx) cube")
-    options = {name: getattr(args, name) for name in args.extra}
+    options = {name: getattr(args, name) for name in args.extra
+               if getattr(args, name) is not None}
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
-    write_result(writable_result(result, data, operation, args.model, args.unit), args.output,
+    write_result(writable_result(result, data, operation, args.model, args.unit,
+                                 options.get("flux_conserving")), args.output,
                  args.overwrite)
     print(f"wrote {args.output}")
     return 0

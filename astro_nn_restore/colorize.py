@@ -160,6 +160,27 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, ti
                            out=out, overwrite=overwrite)
 
 
+#: Stretch names of the command line and the napari plugin -> astropy.visualization class.
+STRETCH_NAMES = {"asinh": "AsinhStretch", "sqrt": "SqrtStretch", "log": "LogStretch",
+                 "linear": "LinearStretch"}
+
+
+def stretch_by_name(name):
+    """The astropy stretch for a `STRETCH_NAMES` name (asinh with a=0.1, the default).
+
+    Examples
+    --------
+    >>> stretch_by_name("asinh").a, type(stretch_by_name("sqrt")).__name__
+    (0.1, 'SqrtStretch')
+    """
+    from astropy import visualization
+
+    if name not in STRETCH_NAMES:
+        raise ValueError(f"unknown stretch {name!r}; one of {', '.join(STRETCH_NAMES)}")
+    cls = getattr(visualization, STRETCH_NAMES[name])
+    return cls(a=0.1) if name == "asinh" else cls()
+
+
 def _check_visualization(stretch, interval):
     from astropy.visualization import AsinhStretch, BaseInterval, BaseStretch, PercentileInterval
 

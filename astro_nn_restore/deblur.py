@@ -12,22 +12,32 @@ blind, which is reliable only for PSFs like those it was trained on.
 Airy patterns. Outside that range (very wide, strongly elongated,
 asymmetric or undersampled PSFs) pass the PSF.
 
-**Flux.** Deconvolution with a normalised PSF conserves total flux; the
-network does so only approximately (typically to 1-3 %), so it is made exact
-on every image after the network: with ``S_in`` and ``S_out`` the sums over
-the good (finite, unmasked) pixels of the input and of the network's output,
-``(S_in - S_out) / N_good`` is added to every pixel (`conserve_flux`). The
-offset is recorded in the output header's HISTORY. An offset rather than a
-scale factor: the network's deficit sits in faint diffuse light, not in the
-sources, and a factor would move every star's aperture flux by the same few
-per cent (measured: median star aperture flux 1.02-1.03 times the truth with
-a factor, 0.99-1.01 with the offset), while an offset is removed by any local
-background estimate. On ordinary images it amounts to a small fraction of the
-noise sigma (about 0.01 on simulated skies). A pixel the network cannot
-reproduce, such as a cosmic ray or hot pixel far above everything else,
-moves the offset of the whole image: above `LARGE_FLUX_OFFSET` sigma an
-`~astropy.utils.exceptions.AstropyUserWarning` says so. Mask such pixels
-first (masked pixels are left out of both sums).
+**Flux.** Deconvolution with a normalised PSF conserves flux; the network
+does so only approximately (typically to 1-3 %), so flux is put back after it.
+With a PSF, the data residual ``input - PSF * output`` (zero on bad pixels) is
+smoothed by a Gaussian of `LOCAL_FLUX_SIGMA` (3) pixels and added: flux the
+network dropped, mostly in the cores and wings of bright sources, returns
+within a few pixels of where it was, and the output convolved with the PSF
+reproduces the input on scales above that. On the deblur benchmark this
+nearly halves the median aperture-flux error of stars (0.80 % to 0.43 %;
+Richardson-Lucy 0.76 %), raises every image's PSNR (by 0.00-0.62 dB, median
+0.015), and a frame of pure noise gains no detection; it costs about 0.8 s
+per 4096x4096 image.
+Then, and in blind mode instead, the total over the good pixels is made
+exact: with ``S_in`` and ``S_out`` the sums over the good (finite, unmasked)
+pixels of the input and of the output, ``(S_in - S_out) / N_good`` is added
+to every pixel (`conserve_flux`), which is recorded in the output header's
+HISTORY. An offset rather than a scale factor: the network's deficit sits in
+faint diffuse light and in source wings, and a factor would move every star's
+aperture flux by the same few per cent. After the local step the offset is a
+small fraction of the noise; blind it is about 0.01 sigma on simulated skies
+but can reach sigma (a real mosaic with correlated noise: -1.6 sigma). A
+pixel the network cannot reproduce, such as a cosmic ray or hot pixel far
+above everything else, comes back as a smooth bump around it (with a PSF) or
+moves the offset of the whole image (blind): above `LARGE_LOCAL_CORRECTION`
+and `LARGE_FLUX_OFFSET` sigma an `~astropy.utils.exceptions.AstropyUserWarning`
+says so. Mask such
+pixels first (masked pixels are left out of the flux bookkeeping).
 
 **Colour.** An (ny, nx, 3) image is deblurred in its luminance (Rec. 601
 ``Y``) and its chroma ``R - Y``, ``B - Y`` is kept: the colour of
@@ -45,7 +55,7 @@ from astropy.nddata import NDData
 
 from . import chunked
 from ._inference import run_network
-from ._nddata import noise_map, parse_image, repack, restore_bad_pixels, restore_color
+from ._nddata import noise_map, noise_note, parse_image, repack, restore_bad_pixels, restore_color
 from ._warnings import warn
 from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
@@ -66,8 +76,10 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     psf : ndarray, path to a FITS file, HDU or NDData, optional
         The PSF at the image's pixel scale. Any size; it is normalised to sum
         1. Odd sizes are taken as centred on the central pixel; even sizes
-        are resampled onto an odd grid centred on their centroid. Default:
-        blind deblurring (see the module docstring for the PSF range).
+        are resampled onto an odd grid centred on their centroid (see
+        `prepare_psf`). A FITS file with several image HDUs needs the one
+        meant: ``"psf.fits[2]"``; the HISTORY records which. Default: blind
+        deblurring (see the module docstring for the PSF range).
     uncertainty : ndarray, NDUncertainty or float, optional
         Noise per pixel (standard deviation, data unit). Default: the
         input's uncertainty, or else measured on the image by
@@ -126,11 +138,12 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     """
     module, card = load_model(model, task="deblur")
     kernel = None if psf is None else prepare_psf(psf)
+    psf_note = _psf_note(kernel, None if psf is None else _psf_source(psf))
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
     if chunked.is_chunked_input(data, out):
         return _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out,
-                               overwrite)
+                               overwrite, psf_note)
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
         return restore_color(parsed, lambda y, sigma: _deblur_plane(y, parsed.bad, sigma, kernel,
@@ -140,7 +153,8 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     restored, flux_note = _deblur_plane(parsed.data, parsed.bad, sigma, kernel, module, tiling)
     restore_bad_pixels(parsed, restored)
     return repack(parsed, restored, operation="deblur", model_card=card,
-                  extra_history=[_psf_note(kernel), flux_note])
+                  extra_history=[psf_note, noise_note("deblur", uncertainty, parsed.uncertainty),
+                                 flux_note])
 
 
 def _deblur_plane(image, bad, sigma, kernel, module, tiling):
@@ -177,11 +191,50 @@ def _deblur_block(image, bad, sigma=None, *, norm, kernel, module, tiling):
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
     network, lambdas = _conditioned(module, kernel)
     prefiltered = [x if kernel is None else wiener_prefilter(x, kernel, lam) for lam in lambdas]
-    return run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
+    out = run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
+    if kernel is not None:
+        out = out + _local_flux_correction(out, x, bad, kernel)
+    return out
+
+
+#: Gaussian sigma (pixels) of the local flux correction made with a PSF.
+LOCAL_FLUX_SIGMA = 3.0
+
+
+def _local_flux_correction(out, x, bad, kernel):
+    """Data residual ``x - kernel * out`` (0 on bad pixels), smoothed: flux put back locally.
+
+    In float32 with an overlap-add convolution: twice as fast as
+    `astro_nn_restore.degrade.blur` in float64 (0.9 s on a 4096x4096 image),
+    and the total is made exact afterwards anyway.
+    """
+    from scipy.ndimage import gaussian_filter
+    from scipy.signal import oaconvolve
+
+    pad = [(k // 2, (k - 1) // 2) for k in kernel.shape]
+    model = oaconvolve(np.pad(out.astype(np.float32), pad, mode="reflect"),
+                       kernel.astype(np.float32), mode="valid")
+    residual = np.where(bad, np.float32(0), x.astype(np.float32) - model)
+    correction = gaussian_filter(residual, LOCAL_FLUX_SIGMA, mode="reflect")
+    largest = float(np.abs(correction).max()) if correction.size else 0.0
+    if largest > LARGE_LOCAL_CORRECTION:  # x and out are in units of the noise sigma
+        warn(f"deblur: keeping the flux put back up to {largest:.3g} sigma in a smooth bump "
+             "(usually below 10): part of the input, such as a cosmic ray or hot pixel, was "
+             "not reproduced by the network; mask such pixels to leave them out of the flux "
+             "bookkeeping")
+    return correction.astype(out.dtype)
+
+
+def _local_flux_radius(kernel):
+    """Pixels of output the local flux correction of one pixel depends on (chunk overlap)."""
+    return 0 if kernel is None else kernel.shape[0] // 2 + int(4.0 * LOCAL_FLUX_SIGMA + 0.5)
 
 
 #: Flux offset (in units of the noise sigma) above which `deblur` warns.
 LARGE_FLUX_OFFSET = 0.25
+#: Largest local flux correction (noise sigma) above which `deblur` warns; on the
+#: benchmark images it stays below 10 (bright stars), a 1e4-sigma hot pixel gives 130.
+LARGE_LOCAL_CORRECTION = 50.0
 
 
 def _flux_note(offset, norm):
@@ -193,7 +246,8 @@ def _flux_note(offset, norm):
     return f"deblur: flux kept by adding {offset * norm.scale:.4g} per pixel ({offset:.2g} sigma)"
 
 
-def _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out, overwrite):
+def _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out, overwrite,
+                    psf_note):
     """Dask/memmap input: whole-image normalisation, chunked network, flux fixed after."""
     import dask.array as da
 
@@ -203,14 +257,18 @@ def _deblur_chunked(data, uncertainty, unit, kernel, module, card, tiling, out, 
                                      boundary="none", dtype=np.float64)
         norm = _normalization(image.data, image.bad, sigma, _white_noise_from(differences))
         network, lambdas = _conditioned(module, kernel)
+        # input side (Wiener prefilter) and output side (local flux correction) add up
         extra = 0 if kernel is None else max(wiener_radius(kernel, lam) for lam in lambdas)
+        extra += _local_flux_radius(kernel)
         depth = chunked.overlap_depth(network, network.net.in_channels, extra=extra,
                                        tile_size=tiling["tile_size"], image=image.data)
         block = partial(_deblur_block, norm=norm, kernel=kernel, module=module, tiling=tiling)
         arrays = [image.data, image.bad] + ([] if sigma is None else [sigma])
         result = chunked.map_chunks(block, arrays, depth=depth)
         return chunked.finish(image, result, operation="deblur", model_card=card, out=out,
-                              overwrite=overwrite, extra_history=[_psf_note(kernel)],
+                              overwrite=overwrite,
+                              extra_history=[psf_note, noise_note("deblur", uncertainty,
+                                                                  image.uncertainty)],
                               correct=partial(_correct_in_place, image=image, norm=norm))
 
 
@@ -309,9 +367,12 @@ def prepare_psf(psf):
     Parameters
     ----------
     psf : ndarray, path to a FITS file, HDU, HDUList or NDData
-        2-D, finite, with a positive sum. Odd-sized axes are taken as centred
-        on their central pixel; an even-sized PSF is moved (cubic spline) onto
-        a grid one pixel larger with its centroid on the central pixel.
+        2-D, finite, with a positive sum. A file with several image HDUs
+        needs the one meant: ``"psf.fits[2]"``. Odd-sized axes are taken as
+        centred on their central pixel; an even-sized PSF is moved (cubic
+        spline) onto a grid one pixel larger with its centroid on the central
+        pixel (not its peak: for an asymmetric PSF the two differ, and the
+        output is then registered on the centroid).
 
     Raises
     ------
@@ -351,13 +412,21 @@ def _psf_array(psf):
     from astropy.io import fits
 
     if isinstance(psf, (str, os.PathLike)):
-        if not os.path.exists(psf):
-            raise FileNotFoundError(f"no such PSF file: {psf}")
-        with fits.open(psf, memmap=False) as hdulist:
-            hdu = next((h for h in hdulist if h.is_image and h.data is not None), None)
-            if hdu is None:
-                raise ValueError(f"the PSF file {psf} has no image HDU with data")
-            return np.array(hdu.data)
+        path, index = _psf_path_and_hdu(psf)
+        with fits.open(path, memmap=False) as hdulist:
+            images = [k for k, h in enumerate(hdulist) if h.is_image and h.data is not None]
+            if index is None and len(images) > 1:
+                raise ValueError(f"the PSF file {path} has {len(images)} image HDUs "
+                                 f"({', '.join(map(str, images))}): name one, as "
+                                 f"'{path}[{images[0]}]'")
+            if index is None:
+                if not images:
+                    raise ValueError(f"the PSF file {path} has no image HDU with data")
+                index = images[0]
+            if index not in images:
+                raise ValueError(f"HDU {index} of the PSF file {path} is not an image with "
+                                 f"data (image HDUs: {images})")
+            return np.array(hdulist[index].data)
     if isinstance(psf, fits.HDUList):
         hdu = next((h for h in psf if h.is_image and h.data is not None), None)
         if hdu is None:
@@ -368,6 +437,27 @@ def _psf_array(psf):
     if isinstance(psf, NDData):
         return psf.data
     return np.asarray(psf)
+
+
+def _psf_path_and_hdu(psf):
+    """``(path, hdu index or None)`` of a PSF file name, ``"psf.fits"`` or ``"psf.fits[2]"``."""
+    import re
+
+    text = os.fspath(psf)
+    if os.path.exists(text):
+        return text, None
+    match = re.fullmatch(r"(.+)\[(\d+)\]", text)
+    if match and os.path.exists(match.group(1)):
+        return match.group(1), int(match.group(2))
+    raise FileNotFoundError(f"no such PSF file: {text}")
+
+
+def _psf_source(psf):
+    """Where the PSF came from, for the HISTORY note."""
+    if isinstance(psf, (str, os.PathLike)):
+        path, index = _psf_path_and_hdu(psf)
+        return f"{os.path.basename(path)}" + ("" if index is None else f"[{index}]")
+    return type(psf).__name__
 
 
 def _recentre_on_odd_grid(kernel):
@@ -511,8 +601,9 @@ def conserve_flux(output, reference, *, good):
     return (output + offset).astype(output.dtype), offset
 
 
-def _psf_note(kernel):
+def _psf_note(kernel, source=None):
     if kernel is None:
         return "deblur: blind (no PSF given)"
     fwhm = 2.0 * np.sqrt(np.count_nonzero(kernel >= kernel.max() / 2) / np.pi)
-    return f"deblur: PSF given, {kernel.shape[0]}x{kernel.shape[1]} px, FWHM ~{fwhm:.2f} px"
+    return (f"deblur: PSF given ({source}), {kernel.shape[0]}x{kernel.shape[1]} px, "
+            f"FWHM ~{fwhm:.2f} px")

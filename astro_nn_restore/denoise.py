@@ -12,7 +12,7 @@ import numpy as np
 
 from . import chunked
 from ._inference import run_network
-from ._nddata import noise_map, parse_image, repack, restore_bad_pixels, restore_color
+from ._nddata import noise_map, noise_note, parse_image, repack, restore_bad_pixels, restore_color
 from .normalize import estimate_normalization
 from .registry import load_model
 
@@ -87,7 +87,9 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
                               tiling=tiling)
     restore_bad_pixels(parsed, denoised)
     return repack(parsed, denoised, operation="denoise_residual", model_card=card,
-                  uncertainty=_output_uncertainty(sigma, norm, card, parsed.data))
+                  uncertainty=_output_uncertainty(sigma, norm, card, parsed.data),
+                  extra_history=[noise_note("denoise_residual", uncertainty,
+                                            parsed.uncertainty)])
 
 
 def _denoise_block(image, bad, sigma=None, *, norm, module, tiling):
@@ -130,7 +132,9 @@ def _denoise_chunked(data, uncertainty, unit, module, card, tiling, out, overwri
         result = chunked.map_chunks(block, arrays, depth=depth)
         return chunked.finish(image, result, operation="denoise_residual", model_card=card,
                               out=out, overwrite=overwrite,
-                              uncertainty=_output_uncertainty(sigma, norm, card, like=image.data))
+                              uncertainty=_output_uncertainty(sigma, norm, card, like=image.data),
+                              extra_history=[noise_note("denoise_residual", uncertainty,
+                                                        image.uncertainty)])
 
 
 def _denoise_plane(image, sigma=None, *, bad, module, tiling):

@@ -331,7 +331,8 @@ def table(cases, blind):
 def summary(cases):
     head = ["set", "images", "median PSNR: best baseline", "median PSNR: net", "median gain",
             "median FWHM out/in: net / RL / truth", "max abs flux error",
-            "median ap out/ref: net / RL / input"]
+            "median ap out/ref: net / RL / input",
+            "median abs(ap out/ref - 1) over images: net / RL / input"]
     rows = []
     for kind in ("sim", "moffat", "realpsf", None):
         group = [c.results for c in cases if kind is None or c.kind == kind]
@@ -348,6 +349,8 @@ def summary(cases):
                                 for k in ("fwhm_ratio", "fwhm_ratio_rl", "fwhm_ratio_truth")),
                      f"{100 * max(abs(r['flux']) for r in group):.4f}%",
                      " / ".join(f"{_median(values(k)):.3f}"
+                                for k in ("ap_ratio", "ap_ratio_rl", "ap_ratio_input")),
+                     " / ".join(f"{_median(np.abs(np.subtract(values(k), 1))):.4f}"
                                 for k in ("ap_ratio", "ap_ratio_rl", "ap_ratio_input"))])
     return markdown_table(head, rows)
 

@@ -267,6 +267,32 @@ def test_colour_super_resolution_gets_the_2d_header_keys(tmp_path):
     assert header["ANR_OP"] == "super_resolve" and "factor 4" in str(header["HISTORY"])
 
 
+def test_flux_conserving_option_of_super_resolve(image_file, tmp_path, capsys):
+    source = CCDData.read(image_file)
+    results = {}
+    for policy in ("auto", "yes", "no"):
+        out = tmp_path / f"{policy}.fits"
+        assert cli.main(["super-resolve", str(image_file), "-o", str(out), "--flux-conserving",
+                         policy, "--precision", "fp32"]) == 0
+        results[policy] = CCDData.read(out)
+    for policy in ("auto", "yes"):  # electron: per pixel, the sum is kept
+        assert results[policy].header["ANR_FLUX"] == "per-pixel"
+        assert results[policy].data.sum() == pytest.approx(source.data.sum(), rel=1e-5)
+    assert results["no"].header["ANR_FLUX"] == "surface"
+    assert results["no"].data.mean() == pytest.approx(source.data.mean(), rel=1e-5)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["super-resolve", str(image_file), "-o", str(tmp_path / "x.fits"),
+                  "--flux-conserving", "maybe"])
+    assert exit_info.value.code == 2
+    assert "must be one of auto, yes, no" in capsys.readouterr().err
+
+    _colour_cube_file(tmp_path / "rgb.fits")
+    out = tmp_path / "rgb_x2.fits"
+    assert cli.main(["super-resolve", str(tmp_path / "rgb.fits"), "-o", str(out),
+                     "--flux-conserving", "yes"]) == 0
+    assert CCDData.read(out).header["ANR_FLUX"] == "per-pixel"  # colour: kept unless asked
+
+
 @pytest.mark.parametrize(("planes", "command", "message"), [
     (4, "denoise", "is an RGBA (4, ny, nx) cube"),
     (3, "colorize", "colorize takes a greyscale 2-D image"),

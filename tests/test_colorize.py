@@ -205,6 +205,25 @@ def test_nan_and_mask(tiny_model, image):
     np.testing.assert_array_equal(out.mask[1], mask)
 
 
+def test_command_line_stretch_and_chroma_smoothing(tiny_model, image, tmp_path, capsys):
+    from astro_nn_restore.cli import main
+
+    image.write(tmp_path / "in.fits")
+    out = tmp_path / "out.fits"
+    assert main(["colorize", str(tmp_path / "in.fits"), "-o", str(out), "--model", tiny_model,
+                 "--stretch", "sqrt", "--chroma-smoothing", "0", "--precision", "fp32"]) == 0
+    header = fits.getheader(out)
+    assert header["ANR_STR"] == "SqrtStretch" and header["ANR_CSM"] == 0
+    expected = colorize(image, model=tiny_model, stretch=SqrtStretch(), chroma_smoothing=0,
+                        precision="fp32")
+    np.testing.assert_allclose(fits.getdata(out), expected.data, atol=1e-6)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["colorize", str(tmp_path / "in.fits"), "-o", str(tmp_path / "x.fits"),
+              "--stretch", "gamma"])
+    assert exit_info.value.code == 2
+    assert "unknown stretch 'gamma'" in capsys.readouterr().err
+
+
 def test_command_line(tiny_model, image, tmp_path):
     from astro_nn_restore.cli import main
 

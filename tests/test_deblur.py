@@ -264,6 +264,32 @@ def test_cli_deblur_with_psf_file(blurred_sky, tiny_model_path, tmp_path, capsys
     assert "missing.fits" in capsys.readouterr().err
 
 
+def test_a_psf_file_with_several_images_needs_the_hdu_named(blurred_sky, tiny_model_path,
+                                                            tmp_path, capsys):
+    image, kernel, _ = blurred_sky
+    wide = psf_moffat(6.0, beta=3.0)
+    path = tmp_path / "psfs.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wide), fits.ImageHDU(kernel)]).writeto(path)
+    with pytest.raises(ValueError, match=r"2 image HDUs \(1, 2\): name one"):
+        deblur(image, psf=path, model=tiny_model_path)
+    second = deblur(image, psf=f"{path}[2]", model=tiny_model_path)
+    np.testing.assert_array_equal(second.data, deblur(image, psf=kernel,
+                                                      model=tiny_model_path).data)
+    assert "PSF given (psfs.fits[2])" in "".join(second.header["HISTORY"])
+    for bad, message in ((f"{path}[0]", "HDU 0 of the PSF file"),
+                         (f"{path}[7]", "HDU 7 of the PSF file"),
+                         (f"{tmp_path / 'none.fits'}[1]", "no such PSF file")):
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            deblur(image, psf=bad, model=tiny_model_path)
+    src, dst = tmp_path / "in.fits", tmp_path / "out.fits"
+    image.write(src)
+    args = ["deblur", str(src), "-o", str(dst), "--model", str(tiny_model_path),
+            "--tile-size", "64", "--overlap", "16", "--precision", "fp32", "--psf"]
+    assert cli.main(args + [str(path)]) == 2
+    assert "name one" in capsys.readouterr().err
+    assert cli.main(args + [f"{path}[1]"]) == 0
+
+
 def test_train_deblur_exports_loadable_model(tmp_path):
     from astro_nn_restore.registry import load_model
     from astro_nn_restore.train.__main__ import main
@@ -317,22 +343,29 @@ def test_default_model_invents_no_sources_on_noise():
 
 
 @needs_default
-def test_default_model_warns_when_a_hot_pixel_moves_the_flux_offset():
-    """One pixel the network cannot reproduce shifts the whole image: warned, and masking helps."""
+@pytest.mark.parametrize("blind", [False, True])
+def test_default_model_warns_when_a_hot_pixel_moves_the_flux(blind):
+    """One pixel the network cannot reproduce: its flux comes back as a bump near it (PSF)
+    or shifts the whole image (blind); warned either way, and masking helps."""
     sky = simulate_sky((64, 64), seed=1, fwhm=3.0)
+    psf = None if blind else sky.psf
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an ordinary image gives no warning
-        reference = deblur(sky.noisy, psf=sky.psf)
+        reference = deblur(sky.noisy, psf=psf)
     hot = sky.noisy.copy()
-    hot.data[32, 32] = 1e9
+    hot.data[32, 32] = 1e6  # 8e4 sigma
     with pytest.warns(AstropyUserWarning, match="mask such pixels") as caught:
-        deblur(hot, psf=sky.psf)
+        out = deblur(hot, psf=psf)
     assert caught[0].filename == __file__
+    far = np.ones(hot.shape, bool)
+    far[16:49, 16:49] = False  # beyond 16 px of the hot pixel
+    moved = np.median(np.abs(out.data[far] - reference.data[far])) / mad_std(sky.noisy.data)
+    assert (moved > 1) if blind else (moved < 0.1)  # the bump stays local with a PSF
     hot.mask = np.zeros(hot.shape, bool)
     hot.mask[32, 32] = True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        masked = deblur(hot, psf=sky.psf)
+        masked = deblur(hot, psf=psf)
     unmasked = ~hot.mask
     shift = np.median(masked.data[unmasked] - reference.data[unmasked])
     assert abs(shift) < 0.1 * mad_std(sky.noisy.data)

@@ -536,3 +536,20 @@ def test_bad_inputs(bad, error, match, tiny_model):
 def test_bad_uncertainty_shape(tiny_model):
     with pytest.raises(ValueError, match="uncertainty shape"):
         _denoise(_data(), tiny_model, uncertainty=np.ones((3, 3)))
+
+
+def test_history_says_where_the_noise_came_from(tiny_model, tmp_path):
+    import dask.array as da
+
+    data = np.random.default_rng(4).normal(100, 5, SHAPE).astype(np.float32)
+    own = CCDData(data, unit="adu", uncertainty=StdDevUncertainty(np.full(SHAPE, 5.0)))
+    cases = ((CCDData(data, unit="adu"), {}, "an estimate from the image"),
+             (CCDData(data, unit="adu"), {"uncertainty": 5.0}, "the uncertainty argument (one"),
+             (CCDData(data, unit="adu"), {"uncertainty": np.full(SHAPE, 5.0)},
+              "the uncertainty argument"),
+             (own, {}, "the input's uncertainty"),
+             (da.from_array(data, chunks=(20, 28)), {}, "an estimate from the image"))
+    for image, kwargs, source in cases:
+        out = _denoise(image, tiny_model, **kwargs)
+        history = "".join(out.header["HISTORY"])
+        assert f"denoise_residual: noise sigma from {source}" in history

@@ -41,17 +41,16 @@ from importlib import import_module
 
 __all__ = ["Option", "Operation", "OPERATIONS", "STRETCHES"]
 
-#: Stretch names offered by Colorize -> astropy.visualization class names.
-STRETCHES = {"asinh": "AsinhStretch", "sqrt": "SqrtStretch", "log": "LogStretch",
-             "linear": "LinearStretch"}
+#: Stretch names offered by Colorize: `astro_nn_restore.colorize.STRETCH_NAMES`,
+#: written out so that loading the plugin imports nothing of the core.
+STRETCHES = ("asinh", "sqrt", "log", "linear")
 
 
 def _stretch(name):
-    """The astropy stretch for a `STRETCHES` name (asinh with a=0.1, colorize's default)."""
-    from astropy import visualization
+    """The astropy stretch of a `STRETCHES` name (imported when Run is pressed)."""
+    from astro_nn_restore.colorize import stretch_by_name
 
-    cls = getattr(visualization, STRETCHES[name])
-    return cls(a=0.1) if name == "asinh" else cls()
+    return stretch_by_name(name)
 
 
 @dataclass(frozen=True)
