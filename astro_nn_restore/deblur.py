@@ -32,9 +32,9 @@ faint diffuse light and in source wings, and a factor would move every star's
 aperture flux by the same few per cent. After the local step the offset is a
 small fraction of the noise; blind it is about 0.01 sigma on simulated skies
 but can reach sigma (a real mosaic with correlated noise: -1.6 sigma). A
-pixel the network cannot reproduce, such as a cosmic ray or hot pixel far
-above everything else, comes back as a smooth bump around it (with a PSF) or
-moves the offset of the whole image (blind): above `LARGE_LOCAL_CORRECTION`
+pixel the network cannot reproduce, such as a cosmic ray, a hot pixel or the
+core of a very bright star, comes back as a smooth bump around it (with a PSF)
+or moves the offset of the whole image (blind): above `LARGE_LOCAL_CORRECTION`
 and `LARGE_FLUX_OFFSET` sigma an `~astropy.utils.exceptions.AstropyUserWarning`
 says so. Mask such
 pixels first (masked pixels are left out of the flux bookkeeping).
@@ -219,9 +219,9 @@ def _local_flux_correction(out, x, bad, kernel):
     largest = float(np.abs(correction).max()) if correction.size else 0.0
     if largest > LARGE_LOCAL_CORRECTION:  # x and out are in units of the noise sigma
         warn(f"deblur: keeping the flux put back up to {largest:.3g} sigma in a smooth bump "
-             "(usually below 10): part of the input, such as a cosmic ray or hot pixel, was "
-             "not reproduced by the network; mask such pixels to leave them out of the flux "
-             "bookkeeping")
+             "(usually below 10): part of the input, such as a cosmic ray, a hot pixel or the "
+             "core of a very bright star, was not reproduced by the network; mask such pixels "
+             "to leave them out of the flux bookkeeping")
     return correction.astype(out.dtype)
 
 
@@ -233,7 +233,8 @@ def _local_flux_radius(kernel):
 #: Flux offset (in units of the noise sigma) above which `deblur` warns.
 LARGE_FLUX_OFFSET = 0.25
 #: Largest local flux correction (noise sigma) above which `deblur` warns; on the
-#: benchmark images it stays below 10 (bright stars), a 1e4-sigma hot pixel gives 130.
+#: benchmark images it stays below 10 (bright stars), a 1e4-sigma hot pixel gives 130,
+#: the brightest stars of the GLIMPSE mosaic deblurred with its own PSF 1600.
 LARGE_LOCAL_CORRECTION = 50.0
 
 
