@@ -113,6 +113,9 @@ def parse_image(data, *, allow_color=False, unit=None):
 def _unpack(data):
     """Return (array, wcs, header, mask, uncertainty, unit) without copying."""
     if isinstance(data, NDData):  # CCDData is an NDData
+        if getattr(data, "flags", None) is not None:
+            warn("the input's flags are not carried to the result (its data, unit, WCS, "
+                 "header, mask and uncertainty are); turn the flags you need into the mask")
         header = _header_from_meta(data.meta)
         return data.data, data.wcs, header, data.mask, data.uncertainty, data.unit
     if isinstance(data, (str, os.PathLike)):

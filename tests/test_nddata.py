@@ -553,3 +553,13 @@ def test_history_says_where_the_noise_came_from(tiny_model, tmp_path):
         out = _denoise(image, tiny_model, **kwargs)
         history = "".join(out.header["HISTORY"])
         assert f"denoise_residual: noise sigma from {source}" in history
+
+
+def test_flags_are_not_dropped_silently(tiny_model):
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    data = np.random.default_rng(5).normal(100, 5, SHAPE).astype(np.float32)
+    flagged = CCDData(data, unit="adu", flags=np.zeros(SHAPE, np.int16))
+    with pytest.warns(AstropyUserWarning, match="flags are not carried") as caught:
+        out = _denoise(flagged, tiny_model)
+    assert caught[0].filename == __file__ and out.flags is None
