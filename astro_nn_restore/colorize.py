@@ -94,7 +94,8 @@ def colorize(data, *, model="default", stretch=None, interval=None, chroma_smoot
         BUNIT (dimensionless): read it back with
         ``CCDData.read(path, unit=u.dimensionless_unscaled)``; its WCS reads
         back and slicing the cube works. A distorted input WCS (SIP, TPV, a
-        DSS plate solution) becomes its best linear TAN fit, with a warning
+        DSS plate solution) becomes its best distortion-free fit (or no
+        WCS, where that is more than a pixel off), with a warning
         and a HISTORY line giving the largest sky offset over the image
         (`~astro_nn_restore.wcs_utils.band_cube_wcs`: astropy 8 cannot read
         a distorted 3-axis WCS back); the input's own 2-D WCS stays the exact

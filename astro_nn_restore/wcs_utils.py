@@ -277,11 +277,13 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     ``.celestial``) and its FITS header reads back with the same sky positions.
     astropy 8 cannot do that for a distorted WCS (SIP, TPV, a DSS plate
     solution read as TPD): such a file loses its WCS on reading, or cannot be
-    read at all. Then the cube gets the best linear (TAN, CD matrix) fit to
-    ``wcs`` on a grid over the image
+    read at all. Then the cube gets the best distortion-free fit to ``wcs``
+    (same projection, CD matrix) on a grid over the image
     (`astropy.wcs.utils.fit_wcs_from_points`), the largest sky offset between
     the two on a finer grid is reported, and an `AstropyUserWarning` says so.
-    For measurements keep the 2-D image's own WCS.
+    Where no fit is possible, or the fit is more than a pixel off somewhere,
+    the cube gets no WCS (``cube`` is None), with the warning. For
+    measurements keep the 2-D image's own WCS.
 
     Parameters
     ----------
@@ -295,9 +297,11 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     Returns
     -------
     cube : `~astropy.wcs.WCS` or None
-        3-axis WCS with ``pixel_shape`` ``(nx, ny, nband)``; None if ``wcs`` is None.
+        3-axis WCS with ``pixel_shape`` ``(nx, ny, nband)``; None if ``wcs`` is
+        None or no linear fit is good to a pixel.
     note : str or None
-        A HISTORY line when the distortion was replaced by a linear fit.
+        A HISTORY line when the distortion was replaced by a linear fit, or
+        the WCS dropped.
 
     Examples
     --------
@@ -313,12 +317,23 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     cube = _shaped(add_band_axis(wcs, bands), shape, len(bands))
     if not wcs.has_celestial or _cube_round_trips(cube, wcs, shape):
         return cube, None
-    linear, error = _linear_fit(wcs, shape)
-    note = (f"WCS: the input's distorted WCS is written as its best linear TAN fit (largest "
-            f"sky offset {error:.3g} arcsec over the image): astropy cannot read a distorted "
-            "3-axis WCS")
     from ._warnings import warn
 
+    try:
+        linear, error, pixel = _linear_fit(wcs, shape)
+    except Exception as err:  # noqa: BLE001 - no fit (no frame, no finite point...): no WCS
+        linear, reason = None, f"no linear fit could be made ({type(err).__name__}: {err})"
+    else:
+        reason = (f"its best linear fit is {error:.3g} arcsec off somewhere, more than a "
+                  f"pixel ({pixel:.3g} arcsec)")
+    if linear is None or error > pixel:
+        note = (f"WCS: none written: astropy cannot read the input's distorted WCS in a "
+                f"3-axis cube, and {reason}")
+        warn(f"colour cube {note}; keep the 2-D image's WCS")
+        return None, note
+    note = (f"WCS: the input's distorted WCS is written as its best linear fit (largest "
+            f"sky offset {error:.3g} arcsec over the image): astropy cannot read a distorted "
+            "3-axis WCS")
     warn(f"colour cube {note}; keep the 2-D image's WCS for measurements")
     return _shaped(add_band_axis(linear, bands), shape, len(bands)), note
 
@@ -347,19 +362,55 @@ def _cube_round_trips(cube, wcs, shape):
             read = np.column_stack(back.celestial.all_pix2world(x, y, 0))
     except Exception:  # noqa: BLE001 - any failure means the cube WCS does not work
         return False
-    return all(np.allclose(found, expected, rtol=0, atol=1e-9)
+    return all(np.allclose(found, expected, rtol=0, atol=1e-9, equal_nan=True)
                for found in (in_memory, copied, read))
 
 
 def _linear_fit(wcs, shape):
-    """(TAN WCS fitted to ``wcs`` over the image, largest sky offset in arcsec)."""
-    from astropy.wcs.utils import fit_wcs_from_points
+    """(WCS of the input's projection without distortion fitted to ``wcs`` over the image,
+    largest sky offset and mean pixel size, both in arcsec)."""
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import (
+        fit_wcs_from_points,
+        proj_plane_pixel_scales,
+        wcs_to_celestial_frame,
+    )
+
+    frame = wcs_to_celestial_frame(wcs)
+
+    def sky(w, x, y):
+        lon, lat = w.all_pix2world(x, y, 0)
+        return SkyCoord(lon, lat, unit="deg", frame=frame)
 
     x, y = _grid(shape, _FIT_GRID)
-    linear = fit_wcs_from_points((x, y), wcs.pixel_to_world(x, y), projection="TAN")
+    points = sky(wcs, x, y)
+    finite = np.isfinite(points.spherical.lon.deg) & np.isfinite(points.spherical.lat.deg)
+    linear = fit_wcs_from_points((x[finite], y[finite]), points[finite],
+                                 projection=_undistorted(wcs))
     x, y = _grid(shape, _CHECK_GRID)
-    offsets = wcs.pixel_to_world(x, y).separation(linear.pixel_to_world(x, y)).arcsec
-    return linear, float(np.max(offsets))
+    offsets = sky(wcs, x, y).separation(sky(linear, x, y)).arcsec
+    pixel = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600)
+    return linear, float(np.nanmax(offsets)), pixel
+
+
+def _undistorted(wcs):
+    """A new 2-D WCS with the core keywords of ``wcs`` only: same projection, no distortion.
+
+    Built from scratch rather than copied, so that no distortion held inside
+    wcslib (TPV, a DSS plate's TPD) comes along; the starting point of the fit.
+    """
+    core = WCS(naxis=2)
+    core.wcs.ctype = [c.replace("-SIP", "") for c in wcs.wcs.ctype]  # TPV reads as TAN
+    core.wcs.crpix, core.wcs.crval = wcs.wcs.crpix, wcs.wcs.crval
+    # as PC with CDELT 1: fit_wcs_from_points sets CDELT, which a CD matrix would ignore
+    core.wcs.pc = wcs.wcs.cd if wcs.wcs.has_cd() else wcs.wcs.get_pc() * wcs.wcs.cdelt[:, None]
+    core.wcs.cdelt = [1.0, 1.0]
+    core.wcs.cunit = wcs.wcs.cunit
+    core.wcs.lonpole, core.wcs.latpole = wcs.wcs.lonpole, wcs.wcs.latpole
+    if wcs.wcs.radesys:
+        core.wcs.radesys, core.wcs.equinox = wcs.wcs.radesys, wcs.wcs.equinox
+    core.wcs.set()
+    return core
 
 
 def add_band_axis(wcs, bands=("R", "G", "B")):

@@ -1,5 +1,6 @@
 """deblur: PSF handling, flux conservation, the CCDData contract and the shipped model."""
 
+import importlib
 import json
 import warnings
 
@@ -264,6 +265,13 @@ def test_cli_deblur_with_psf_file(blurred_sky, tiny_model_path, tmp_path, capsys
     assert "missing.fits" in capsys.readouterr().err
 
 
+def test_local_flux_overlap_covers_the_widest_psf_axis():
+    deblur_module = importlib.import_module("astro_nn_restore.deblur")
+    wide, tall = np.ones((3, 41)), np.ones((41, 3))
+    assert (deblur_module._local_flux_radius(wide) == deblur_module._local_flux_radius(tall)
+            == 20 + 1 + 12)  # PSF half-width, 3x3 median, 4 Gaussian sigmas
+
+
 def test_a_psf_file_with_several_images_needs_the_hdu_named(blurred_sky, tiny_model_path,
                                                             tmp_path, capsys):
     image, kernel, _ = blurred_sky
@@ -278,9 +286,16 @@ def test_a_psf_file_with_several_images_needs_the_hdu_named(blurred_sky, tiny_mo
     assert "PSF given (psfs.fits[2])" in "".join(second.header["HISTORY"])
     for bad, message in ((f"{path}[0]", "HDU 0 of the PSF file"),
                          (f"{path}[7]", "HDU 7 of the PSF file"),
+                         (f"{path}[PSF]", r"must be a number >= 0, got 'PSF'"),
+                         (f"{path}[-1]", r"must be a number >= 0, got '-1'"),
                          (f"{tmp_path / 'none.fits'}[1]", "no such PSF file")):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             deblur(image, psf=bad, model=tiny_model_path)
+    with fits.open(path) as hdulist:
+        with pytest.raises(ValueError, match=r"the PSF HDUList has 2 image HDUs"):
+            deblur(image, psf=hdulist, model=tiny_model_path)
+        np.testing.assert_array_equal(deblur(image, psf=hdulist[2], model=tiny_model_path).data,
+                                      second.data)
     src, dst = tmp_path / "in.fits", tmp_path / "out.fits"
     image.write(src)
     args = ["deblur", str(src), "-o", str(dst), "--model", str(tiny_model_path),
@@ -345,8 +360,8 @@ def test_default_model_invents_no_sources_on_noise():
 @needs_default
 @pytest.mark.parametrize("blind", [False, True])
 def test_default_model_warns_when_a_hot_pixel_moves_the_flux(blind):
-    """One pixel the network cannot reproduce: its flux comes back as a bump near it (PSF)
-    or shifts the whole image (blind); warned either way, and masking helps."""
+    """One pixel the network cannot reproduce shifts the whole image, with a PSF too (the
+    local correction clips it): warned, and masking helps."""
     sky = simulate_sky((64, 64), seed=1, fwhm=3.0)
     psf = None if blind else sky.psf
     with warnings.catch_warnings():
@@ -360,7 +375,7 @@ def test_default_model_warns_when_a_hot_pixel_moves_the_flux(blind):
     far = np.ones(hot.shape, bool)
     far[16:49, 16:49] = False  # beyond 16 px of the hot pixel
     moved = np.median(np.abs(out.data[far] - reference.data[far])) / mad_std(sky.noisy.data)
-    assert (moved > 1) if blind else (moved < 0.1)  # the bump stays local with a PSF
+    assert moved > 1  # beyond the residual clip, its flux is the whole image's offset
     hot.mask = np.zeros(hot.shape, bool)
     hot.mask[32, 32] = True
     with warnings.catch_warnings():
@@ -369,3 +384,21 @@ def test_default_model_warns_when_a_hot_pixel_moves_the_flux(blind):
     unmasked = ~hot.mask
     shift = np.median(masked.data[unmasked] - reference.data[unmasked])
     assert abs(shift) < 0.1 * mad_std(sky.noisy.data)
+
+
+@needs_default
+def test_a_hot_pixel_leaves_no_halo_with_a_psf():
+    """The residual clip: no smooth bump around a pixel the network cannot reproduce."""
+    sky = simulate_sky((96, 96), seed=2, fwhm=3.0)
+    sigma = float(mad_std(sky.noisy.data[:12, :12]))
+    reference = deblur(sky.noisy, psf=sky.psf).data
+    hot = sky.noisy.copy()
+    hot.data[48, 48] += 1000 * sigma
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the offset warning, tested above
+        out = deblur(hot, psf=sky.psf).data
+    ring = np.zeros(hot.shape, bool)
+    ring[36:61, 36:61] = True
+    ring[46:51, 46:51] = False  # 3-12 px from the hot pixel
+    offset = np.median(out - reference)  # the whole image's offset
+    assert (out - reference - offset)[ring].max() < 2.5 * sigma  # was 6.8 without the clip

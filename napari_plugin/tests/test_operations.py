@@ -260,3 +260,10 @@ def test_no_installed_model_is_said(make_napari_viewer, monkeypatch, name):
     assert "none installed" in widget.model.native.currentText()
     assert f"No {task} model is installed" in widget.status.value
     assert not widget.weights.native.isHidden()
+
+
+def test_colorize_stretch_names_are_the_core_ones():
+    from astro_nn_restore.colorize import STRETCH_NAMES
+    from astro_nn_restore_napari._operations import STRETCHES
+
+    assert STRETCHES == tuple(STRETCH_NAMES)
