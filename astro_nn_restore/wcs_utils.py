@@ -282,8 +282,9 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     (`astropy.wcs.utils.fit_wcs_from_points`), the largest sky offset between
     the two on a finer grid is reported, and an `AstropyUserWarning` says so.
     Where no fit is possible, or the fit is more than a pixel off somewhere,
-    the cube gets no WCS (``cube`` is None), with the warning. For
-    measurements keep the 2-D image's own WCS.
+    the cube gets no sky axes, only the band axis (so the file still reads
+    back as a colour cube), with the warning. For measurements keep the 2-D
+    image's own WCS.
 
     Parameters
     ----------
@@ -297,8 +298,8 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     Returns
     -------
     cube : `~astropy.wcs.WCS` or None
-        3-axis WCS with ``pixel_shape`` ``(nx, ny, nband)``; None if ``wcs`` is
-        None or no linear fit is good to a pixel.
+        3-axis WCS with ``pixel_shape`` ``(nx, ny, nband)`` (without sky axes
+        when no linear fit is good to a pixel); None if ``wcs`` is None.
     note : str or None
         A HISTORY line when the distortion was replaced by a linear fit, or
         the WCS dropped.
@@ -327,10 +328,10 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
         reason = (f"its best linear fit is {error:.3g} arcsec off somewhere, more than a "
                   f"pixel ({pixel:.3g} arcsec)")
     if linear is None or error > pixel:
-        note = (f"WCS: none written: astropy cannot read the input's distorted WCS in a "
-                f"3-axis cube, and {reason}")
+        note = (f"WCS: no sky WCS written (only the band axis): astropy cannot read the "
+                f"input's distorted WCS in a 3-axis cube, and {reason}")
         warn(f"colour cube {note}; keep the 2-D image's WCS")
-        return None, note
+        return _shaped(add_band_axis(WCS(naxis=2), bands), shape, len(bands)), note
     note = (f"WCS: the input's distorted WCS is written as its best linear fit (largest "
             f"sky offset {error:.3g} arcsec over the image): astropy cannot read a distorted "
             "3-axis WCS")

@@ -193,6 +193,20 @@ def test_a_distorted_wcs_is_written_as_its_linear_fit(tiny_model, image, tmp_pat
     assert back[1:, :10, :10].wcs.pixel_shape == (10, 10, 2)  # the cube slices
 
 
+def test_a_wcs_no_linear_fit_can_stand_for_is_not_written(tiny_model, image, tmp_path):
+    ny, nx = image.shape
+    header = fits.Header({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "CRPIX1": nx / 2,
+                          "CRPIX2": ny / 2, "CRVAL1": 10.0, "CRVAL2": 20.0, "CD1_1": -1e-4,
+                          "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 1e-4, "A_ORDER": 2,
+                          "B_ORDER": 2, "A_2_0": 3e-3, "B_0_2": 3e-3})
+    with pytest.warns(AstropyUserWarning, match="no sky WCS written"):
+        out = colorize((image.data, header), model=tiny_model)
+    assert not out.wcs.has_celestial  # not the input's distorted 2-D WCS
+    out.write(tmp_path / "c.fits")
+    written = fits.getheader(tmp_path / "c.fits")
+    assert written["CTYPE3"] == "BAND" and "A_ORDER" not in written
+
+
 def test_nan_and_mask(tiny_model, image):
     data = image.data.copy()
     data[3, 4] = np.nan

@@ -402,3 +402,18 @@ def test_a_hot_pixel_leaves_no_halo_with_a_psf():
     ring[46:51, 46:51] = False  # 3-12 px from the hot pixel
     offset = np.median(out - reference)  # the whole image's offset
     assert (out - reference - offset)[ring].max() < 2.5 * sigma  # was 6.8 without the clip
+
+
+def test_bright_stars_are_not_spikes_but_hot_pixels_are():
+    """The spike test of the local flux correction knows how sharp the PSF can be."""
+    from scipy.ndimage import shift
+
+    deblur_module = importlib.import_module("astro_nn_restore.deblur")
+    kernel = deblur_module.prepare_psf(psf_moffat(3.0, beta=3.0))
+    rng = np.random.default_rng(3)
+    for offset in ((0.0, 0.0), (0.5, 0.3), (0.25, 0.5)):
+        image = rng.normal(0, 1, (64, 64))  # noise-sigma units, as the correction sees them
+        image[32 - 11:32 + 12, 32 - 11:32 + 12] += 1e5 * shift(kernel, offset, order=3)
+        assert not deblur_module._spikes(image, kernel).any()  # a 1e4-sigma star
+        image[10, 50] += 300.0
+        assert np.argwhere(deblur_module._spikes(image, kernel)).tolist() == [[10, 50]]
