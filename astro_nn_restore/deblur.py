@@ -24,8 +24,7 @@ it was, and the output convolved with the PSF reproduces the input on scales
 above that. On the deblur benchmark this nearly halves the median
 aperture-flux error of stars (0.80 % to 0.43 %; Richardson-Lucy 0.76 %),
 raises every image's PSNR (by 0.00-0.62 dB, median 0.015), and a frame of
-pure noise gains no detection; it costs about 3 s per 4096x4096 image
-(the 3x3 median of the spike test 1.7 s of it).
+pure noise gains no detection; it costs about 1.8 s per 4096x4096 image.
 Then, and in blind mode instead, the total over the good pixels is made
 exact: with ``S_in`` and ``S_out`` the sums over the good (finite, unmasked)
 pixels of the input and of the output, ``(S_in - S_out) / N_good`` is added
@@ -231,10 +230,8 @@ def _local_flux_correction(out, x, bad, kernel):
                        kernel.astype(np.float32), mode="valid")
     residual = np.where(bad, np.float32(0), x.astype(np.float32) - model)
     spikes = np.nonzero(_spikes(np.where(bad, np.float32(0), x.astype(np.float32)), kernel))
-    if spikes[0].size:  # usually few: their 3x3 medians only
-        padded = np.pad(residual, 1, mode="reflect")
-        windows = [padded[spikes[0] + dy, spikes[1] + dx] for dy in range(3) for dx in range(3)]
-        residual[spikes] = np.median(windows, axis=0)
+    if spikes[0].size:  # usually few
+        residual[spikes] = _medians3x3(residual, spikes)
     return gaussian_filter(residual, LOCAL_FLUX_SIGMA, mode="reflect").astype(out.dtype)
 
 
@@ -247,12 +244,29 @@ def _spikes(x, kernel):
     PSF's pixels above 5 % of its peak (`_sharpness`). Cosmic rays and hot or
     dead pixels are sharper.
     """
-    from scipy.ndimage import median_filter
+    from scipy.ndimage import maximum_filter, minimum_filter
 
     sharpness = _sharpness(kernel)
-    local = median_filter(x, size=3, mode="reflect")
-    level = np.maximum(np.maximum(x, local), 0.0)
-    return np.abs(x - local) > sharpness * level + SPIKE_MARGIN
+    # The 3x3 median lies between the 3x3 minimum and maximum, so only where
+    # those are far enough from x can the test pass; take medians there only
+    # (a full median filter took 1.7 s on a 4096x4096 image).
+    reach = np.maximum(x - minimum_filter(x, size=3, mode="reflect"),
+                       maximum_filter(x, size=3, mode="reflect") - x)
+    candidates = np.nonzero(reach > sharpness * np.maximum(x, 0.0) + SPIKE_MARGIN)
+    spikes = np.zeros(x.shape, bool)
+    if candidates[0].size:
+        value = x[candidates]
+        local = _medians3x3(x, candidates)
+        level = np.maximum(np.maximum(value, local), 0.0)
+        spikes[candidates] = np.abs(value - local) > sharpness * level + SPIKE_MARGIN
+    return spikes
+
+
+def _medians3x3(image, where):
+    """Medians of the 3x3 neighbourhoods (reflect-padded) of the pixels ``where``."""
+    padded = np.pad(image, 1, mode="reflect")
+    return np.median([padded[where[0] + dy, where[1] + dx] for dy in range(3)
+                      for dx in range(3)], axis=0)
 
 
 def _sharpness(kernel):
