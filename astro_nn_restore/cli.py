@@ -147,14 +147,18 @@ def _add_operation(subparsers, name, import_path, extra_options):
     parser.add_argument("input", help="input FITS file")
     parser.add_argument("-o", "--output", required=True, help="output FITS file")
     _add_tiling_options(parser)
-    parser.add_argument("--unit", type=_unit, help="unit of the data when the file has no "
-                        "(valid) BUNIT")
+    _add_unit_option(parser)
     parser.add_argument("--hdu", type=int, help="HDU index (default: the first image HDU)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     extra = []
     for flags, kwargs in extra_options:
         extra.append(parser.add_argument(*flags, **kwargs).dest)
     parser.set_defaults(handler=_run_operation, import_path=import_path, extra=extra)
+
+
+def _add_unit_option(parser):
+    parser.add_argument("--unit", type=_unit, help="unit of the data when the file has no "
+                        "(valid) BUNIT")
 
 
 def _add_batch(subparsers):
@@ -168,11 +172,13 @@ def _add_batch(subparsers):
                         help="dask.distributed scheduler address (default: run locally)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_tiling_options(parser)
-    own = {}
+    _add_unit_option(parser)
+    added = set()
     for _, extra_options in OPERATIONS.values():
         for flags, kwargs in extra_options:
-            if flags not in own:
-                own[flags] = parser.add_argument(*flags, **{**kwargs, "default": None}).dest
+            if flags not in added:  # an option several operations share is added once
+                parser.add_argument(*flags, **{**kwargs, "default": None})
+                added.add(flags)
     parser.set_defaults(handler=_run_batch)
 
 
@@ -293,7 +299,10 @@ def colour_result(rgb, source, function, model, unit=None, flux_conserving=None)
         history += [note] if note else []
     meta = provenance_header(header, operation=getattr(function, "__name__", str(function)),
                              model_card=_model_card(model, function), extra_history=history)
+    from .colorize import band_keys
+
     meta.update(keys)
+    meta.update(band_keys())  # as colorize names its planes
     if wcs is None:
         meta["CTYPE3"] = ("BAND", "colour planes R, G, B")
     mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
@@ -411,6 +420,8 @@ def _batch_options(args):
     """
     options = dict(model=args.model, tile_size=args.tile_size, overlap=args.overlap,
                    batch_size=args.batch_size)
+    if args.unit is not None:
+        options["unit"] = args.unit
     own = {flags[0] for flags, _ in OPERATIONS[args.operation][1]}
     every = {flags[0] for _, extra in OPERATIONS.values() for flags, _ in extra}
     for flag in sorted(every):

@@ -161,6 +161,11 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, ti
                            out=out, overwrite=overwrite)
 
 
+def band_keys(bands=BANDS):
+    """``BAND1..n`` header cards naming the planes of a colour cube."""
+    return {f"BAND{i}": (band, f"plane {i} of the RGB cube") for i, band in enumerate(bands, 1)}
+
+
 #: Stretch names of the command line and the napari plugin -> astropy.visualization class.
 STRETCH_NAMES = {"asinh": "AsinhStretch", "sqrt": "SqrtStretch", "log": "LogStretch",
                  "linear": "LinearStretch"}
@@ -183,9 +188,9 @@ def stretch_by_name(name):
 
 
 def _check_visualization(stretch, interval):
-    from astropy.visualization import AsinhStretch, BaseInterval, BaseStretch, PercentileInterval
+    from astropy.visualization import BaseInterval, BaseStretch, PercentileInterval
 
-    stretch = AsinhStretch(a=0.1) if stretch is None else stretch
+    stretch = stretch_by_name("asinh") if stretch is None else stretch
     interval = PercentileInterval(99.5) if interval is None else interval
     if not isinstance(stretch, BaseStretch):
         raise TypeError(f"stretch must be an astropy.visualization stretch (e.g. AsinhStretch()), "
@@ -306,12 +311,12 @@ def compose_rgb(lightness, chroma):
     chroma = np.asarray(chroma, dtype=np.float64)
     if chroma.shape != (*lightness.shape, 2):
         raise ValueError(f"chroma shape {chroma.shape} must be lightness shape + (2,)")
-    rgb = np.empty((*lightness.shape, 3))
-    rows = max(1, _COMPOSE_PIXELS // max(lightness.shape[1], 1))
-    for start in range(0, lightness.shape[0], rows):  # blocks that stay in cache
-        band = slice(start, start + rows)
-        rgb[band] = _compose_block(lightness[band], chroma[band])
-    return rgb
+    flat_l, flat_c = lightness.reshape(-1), chroma.reshape(-1, 2)  # any shape of pixels
+    rgb = np.empty((flat_l.size, 3))
+    for start in range(0, flat_l.size, _COMPOSE_PIXELS):  # blocks that stay in cache
+        block = slice(start, start + _COMPOSE_PIXELS)
+        rgb[block] = _compose_block(flat_l[block], flat_c[block])
+    return rgb.reshape(*lightness.shape, 3)
 
 
 #: Pixels per block of `compose_rgb`: whole-image passes of the gamut search
@@ -335,8 +340,7 @@ def _repack_rgb(parsed, rgb, card, stretch, interval, limits, smoothing, *, mask
     # pixel_shape set: a 2-D WCS without one leaves a 2-axis one, and CCDData slicing fails
     wcs, note = band_cube_wcs(parsed.wcs, rgb.shape[1:], bands=BANDS)
     history += [note] if note else []
-    keys = {f"BAND{i}": (band, f"plane {i} of the RGB cube")
-            for i, band in enumerate(BANDS, start=1)}
+    keys = band_keys()
     keys.update(ANR_STR=(type(stretch).__name__, "colorize stretch to Lab L"),
                 ANR_INT=(type(interval).__name__, "colorize interval"),
                 ANR_VMIN=(limits[0], "interval lower limit (input unit)"),

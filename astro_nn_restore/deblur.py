@@ -218,18 +218,16 @@ SPIKE_MARGIN = 20.0
 def _local_flux_correction(out, x, bad, kernel):
     """Data residual ``x - kernel * out`` (0 on bad pixels), smoothed: flux put back locally.
 
-    The model is convolved in float32 with an overlap-add convolution, twice
-    as fast as `astro_nn_restore.degrade.blur` in float64; the total is made
-    exact afterwards anyway.
+    In float32 (the total is made exact afterwards anyway). ``x`` is the
+    network's input, whose bad pixels hold the background (0).
     """
     from scipy.ndimage import gaussian_filter
-    from scipy.signal import oaconvolve
 
-    pad = [(k // 2, (k - 1) // 2) for k in kernel.shape]
-    model = oaconvolve(np.pad(out.astype(np.float32), pad, mode="reflect"),
-                       kernel.astype(np.float32), mode="valid")
-    residual = np.where(bad, np.float32(0), x.astype(np.float32) - model)
-    spikes = np.nonzero(_spikes(np.where(bad, np.float32(0), x.astype(np.float32)), kernel))
+    from .degrade import blur
+
+    x = x.astype(np.float32, copy=False)
+    residual = np.where(bad, np.float32(0), x - blur(out.astype(np.float32, copy=False), kernel))
+    spikes = np.nonzero(_spikes(x, kernel))
     if spikes[0].size:  # usually few
         residual[spikes] = _medians3x3(residual, spikes)
     return gaussian_filter(residual, LOCAL_FLUX_SIGMA, mode="reflect").astype(out.dtype)

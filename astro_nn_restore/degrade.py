@@ -20,7 +20,7 @@ Artefact amplitudes default to a fraction of the image's dynamic range,
 import numpy as np
 from astropy.nddata import block_reduce
 from scipy.ndimage import gaussian_filter
-from scipy.signal import fftconvolve
+from scipy.signal import oaconvolve
 
 __all__ = [
     "REC601_WEIGHTS",
@@ -232,7 +232,8 @@ def blur(clean, psf):
     Returns
     -------
     blurred : `numpy.ndarray`
-        Same shape as ``clean``.
+        Same shape as ``clean``; float32 for a float32 image (half the
+        work), float64 otherwise.
 
     Examples
     --------
@@ -245,12 +246,14 @@ def blur(clean, psf):
     >>> blurred.shape, round(float(blurred.sum()), 6), bool(blurred.max() < 100)
     ((64, 64), 100.0, True)
     """
-    image = _image(clean)
-    kernel = np.asarray(psf, dtype=float)
+    image = np.asarray(clean)
+    if image.dtype != np.float32 or image.ndim != 2:
+        image = _image(clean)
+    kernel = np.asarray(psf, dtype=image.dtype)
     if kernel.ndim != 2:
         raise ValueError(f"psf must be 2-D, got shape {kernel.shape}")
     pad = [(k // 2, (k - 1) // 2) for k in kernel.shape]
-    return fftconvolve(np.pad(image, pad, mode="reflect"), kernel, mode="valid")
+    return oaconvolve(np.pad(image, pad, mode="reflect"), kernel, mode="valid")
 
 
 def block_bin(image, factor, *, func=np.mean):

@@ -537,8 +537,8 @@ def anomaly_score(data, *, model="default", model_error=MODEL_ERROR, reference=N
     autoencoder reconstructs ordinary sources less well than the simulated
     ones it was trained on (crowding, faint neighbours, other PSFs), so they
     score several times pure noise's value and unusual cutouts stand out less;
-    the reference removes that offset (`benchmarks/results/latent.md` gives
-    the ROC AUC with and without it).
+    the reference takes out that offset, not the spread between sources
+    (`benchmarks/results/latent.md` gives the ROC AUC with and without it).
 
     Parameters
     ----------

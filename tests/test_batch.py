@@ -154,3 +154,17 @@ def test_local_cluster_two_processes(folder, tiny_model, tmp_path):
     local = denoise_residual(CCDData.read(folder / "frame1.fits"), model=tiny_model)
     assert np.allclose(CCDData.read(tmp_path / "out" / "frame1_denoise.fits").data, local.data,
                        rtol=1e-5)
+
+
+def test_cli_batch_unit_for_files_without_bunit(tiny_model, tmp_path, capsys):
+    from astro_nn_restore.cli import main
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    fits.PrimaryHDU(np.random.default_rng(6).normal(100, 5, (40, 48)).astype(np.float32)
+                    ).writeto(folder / "a.fits")
+    out = tmp_path / "out"
+    assert main(["batch", "denoise", str(folder), "-o", str(out), "--model", tiny_model,
+                 "--unit", "adu", "--tile-size", "32", "--overlap", "8"]) == 0
+    written = list(out.glob("*.fits"))
+    assert len(written) == 1 and fits.getheader(written[0])["BUNIT"].lower() == "adu"

@@ -243,6 +243,7 @@ def test_colour_cubes_are_restored_and_written_as_band_cubes(tmp_path, tiny_mode
     _same_wcs(result.wcs.celestial, _wcs())
     assert result.header["ANR_OP"] == "denoise_residual" and result.header["ANR_MOD"] == "tiny"
     assert result.header["OBJECT"] == "colour field"
+    assert [result.header[f"BAND{i}"] for i in (1, 2, 3)] == ["R", "G", "B"]  # as colorize
     assert_array_equal(result.mask, mask)
     expected = denoise_residual(np.ma.masked_array(np.moveaxis(cube, 0, -1),
                                                    np.moveaxis(mask, 0, -1)),

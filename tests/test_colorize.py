@@ -422,3 +422,15 @@ def test_interval_limits_must_be_finite_and_ordered(limits):
 
     with pytest.raises(ValueError, match="must be finite, the lower one first"):
         lightness_limits(np.ones((4, 4)), ManualInterval(*limits))
+
+
+def test_compose_rgb_takes_any_shape_of_pixels():
+    from skimage.color import rgb2lab
+
+    lightness = np.linspace(10, 90, 24)
+    chroma = np.stack([np.linspace(-20, 20, 24), np.full(24, 10.0)], axis=-1)
+    flat = compose_rgb(lightness, chroma)
+    assert flat.shape == (24, 3)
+    np.testing.assert_allclose(compose_rgb(lightness.reshape(2, 3, 4), chroma.reshape(2, 3, 4, 2)),
+                               flat.reshape(2, 3, 4, 3))
+    np.testing.assert_allclose(rgb2lab(flat)[:, 0], lightness, atol=1e-6)

@@ -126,13 +126,7 @@ def load_frames(folder, *, gain=None, read_noise=None, sky=None):
     if not frames:
         raise ValueError(f"--data {folder}: none of its {len(paths)} FITS file(s) is a usable "
                          "2-D frame (see the warnings)")
-    return sorted(frames, key=lambda f: (_date_obs(f.path), f.path.name))
-
-
-def _date_obs(path):
-    from astropy.io import fits
-
-    return str(fits.getheader(path).get("DATE-OBS", ""))
+    return sorted(frames, key=lambda f: (str(f.parsed.meta.get("DATE-OBS", "")), f.path.name))
 
 
 def find_pairs(frames):

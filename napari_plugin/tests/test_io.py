@@ -222,3 +222,31 @@ def test_save_refuses_stale_uncertainty(tmp_path, wcs_factory):
     with pytest.raises(ValueError, match=r"'cropped'.*metadata\['uncertainty'\]"):
         save_fits(tmp_path / "plane.fits", np.ones((8, 8)), meta, name="cropped")
     assert not (tmp_path / "plane.fits").exists()
+
+
+def test_colour_cube_keeps_its_mask_and_rgba_its_four_bands(tmp_path, wcs_factory):
+    from astropy.nddata import CCDData
+
+    shape = (12, 10)
+    cube = np.random.default_rng(4).random((3, *shape)).astype(np.float32)
+    mask = np.zeros(cube.shape, bool)
+    mask[:, 2:4, 5] = True
+    header = wcs_factory(shape).to_header()
+    header["CTYPE3"] = "BAND"
+    CCDData(cube, unit="adu", mask=mask, meta=header).write(tmp_path / "in.fits")
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "in.fits"))
+    save_fits(tmp_path / "out.fits", data, kwargs["metadata"], rgb=True)
+    back = CCDData.read(tmp_path / "out.fits")
+    np.testing.assert_array_equal(back.mask, mask)  # was lost on saving
+
+    rgba = np.random.default_rng(5).random((*shape, 4)).astype(np.float32)
+    save_fits(tmp_path / "rgba.fits", rgba, {"unit": "", "wcs": wcs_factory(shape)}, rgb=True)
+    assert fits.getheader(tmp_path / "rgba.fits")["NAXIS3"] == 4
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "rgba.fits"))
+    assert kwargs["rgb"] and data.shape == (*shape, 4)
+
+
+def test_saving_to_a_name_that_is_not_fits_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a FITS file name this package writes"):
+        save_fits(tmp_path / "x.fits.fz", np.zeros((4, 4), np.float32), {"unit": ""})
+    assert not (tmp_path / "x.fits.fz").exists()

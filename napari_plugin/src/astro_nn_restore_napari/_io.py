@@ -187,8 +187,9 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
 
     RGB data (ny, nx, 3) become a (3, ny, nx) cube with a band axis added to
     the WCS (`~astro_nn_restore.wcs_utils.band_cube_wcs`: a distorted WCS
-    becomes its linear fit, noted in HISTORY; per-pixel uncertainty and mask,
-    made for one plane, are left out). The header loses its WCS and file-
+    becomes its linear fit, noted in HISTORY). A mask of the cube's shape
+    (read from a colour cube) is kept; an uncertainty, or a mask made for one
+    plane, is left out. The header loses its WCS and file-
     layout keywords; the WCS written is ``metadata["wcs"]``. An uncertainty or
     mask whose shape no longer matches the data (the data were changed after
     loading) is an error naming the layer ``name``, never silently dropped or
@@ -201,7 +202,7 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     if rgb:
         array = np.moveaxis(array, -1, 0)
         if wcs is not None and wcs.naxis == 2:
-            wcs, note = band_cube_wcs(wcs, array.shape[1:])
+            wcs, note = band_cube_wcs(wcs, array.shape[1:], bands="RGBA"[:array.shape[0]])
     header = strip_wcs_keywords(fits.Header(metadata.get("header") or fits.Header()))
     if note:
         header.add_history(note)
@@ -211,7 +212,10 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         header.remove(key, ignore_missing=True, remove_all=True)
     if rgb and wcs is None:
         header["CTYPE3"] = ("BAND", "colour planes (read back as one colour layer)")
-    uncertainty, mask = (None, None) if rgb else _pixel_extras(metadata, array.shape, name)
+    if rgb:
+        uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape)
+    else:
+        uncertainty, mask = _pixel_extras(metadata, array.shape, name)
     return CCDData(
         array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
         uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty), mask=mask,
@@ -228,6 +232,18 @@ def _fits_dtype(array, name):
         raise TypeError(f"'{name}' holds {array.dtype} data, which a FITS image cannot store; "
                         "save real-valued layers (e.g. the real and imaginary parts apart)")
     return array
+
+
+def _colour_mask(mask, shape):
+    """A colour layer's mask as a (planes, ny, nx) cube (read from one), else None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape == shape:
+        return mask
+    if mask.shape == (*shape[1:], shape[0]):  # (ny, nx, planes), as the layer holds its data
+        return np.moveaxis(mask, -1, 0)
+    return None  # made for one plane: left out, as documented
 
 
 def _pixel_extras(metadata, shape, name):
