@@ -493,13 +493,22 @@ def restore_color(parsed, restore_plane, uncertainty=None):
     return color_output(parsed, restore_bad_pixels(parsed, rgb))
 
 
+#: Keys an output header must not inherit from its input: the file layout,
+#: which astropy writes anew for the output array (a copied NAXIS1 or BITPIX
+#: describes the input; BZERO/BSCALE/BLANK are for integer data, and outputs
+#: are float), the unit (CCDData writes BUNIT itself), checksums of the input's
+#: bytes (a written output would fail verification) and the input's value range.
+INPUT_ONLY_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT",
+                   "BZERO", "BSCALE", "BLANK", "BUNIT", "CHECKSUM", "DATASUM", "DATAMIN",
+                   "DATAMAX")
+
+
 def provenance_header(meta, *, operation, model_card, extra_history=()):
-    """Copy of ``meta`` without WCS keywords and with provenance added."""
+    """Copy of ``meta`` with provenance added, without WCS keys or `INPUT_ONLY_KEYS`."""
     from . import __version__
 
     header = strip_wcs_keywords(meta)
-    # CCDData writes the unit itself; BLANK is for integer data, and outputs are float
-    for key in ("BUNIT", "BLANK"):
+    for key in [*INPUT_ONLY_KEYS, *(k for k in header if k[:5] == "NAXIS" and k[5:].isdigit())]:
         header.remove(key, ignore_missing=True, remove_all=True)
     name = str(model_card.get("name", "unknown"))
     sha = str(model_card.get("sha256", ""))[:16]

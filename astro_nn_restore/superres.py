@@ -23,7 +23,11 @@ Policies (the *why* of each choice is in the function docstrings):
 * **WCS**: `~astro_nn_restore.wcs_utils.rescale_wcs`; stale WCS keys are
   stripped from the header, and pixel-scale keys (``PIXSCALE``,
   ``PIXSCAL1/2``, ``SECPIX``, ``SECPIX1/2``, ``XPIXSCAL``, ``YPIXSCAL``)
-  are divided by ``f``. Physical detector pixel sizes (``XPIXSZ``, ``PIXSIZE``
+  are divided by ``f``. Where the values are divided by ``f**2``, so are the
+  saturation levels ``SATURATE`` and ``SATLEVEL`` (exact for the mean of each
+  ``f x f`` block), and ``FLUXCONV`` (surface brightness per pixel value) is
+  multiplied by ``f**2``; other keys in pixel-value units (sky levels, for
+  example) are left as they are. Physical detector pixel sizes (``XPIXSZ``, ``PIXSIZE``
   in microns), ``GAIN``, ``RDNOISE`` and section keys (``DATASEC``...) are
   left alone; they describe the detector, not the resampled grid.
 * **Mask** and **NaN/inf**: nearest-neighbour upsampling (a bad input pixel
@@ -47,11 +51,17 @@ from .normalize import estimate_normalization
 from .registry import load_model
 from .wcs_utils import rescale_wcs
 
-__all__ = ["super_resolve", "flux_policy", "PIXEL_SCALE_KEYS"]
+__all__ = ["super_resolve", "flux_policy", "PIXEL_SCALE_KEYS", "PIXEL_LEVEL_KEYS",
+           "SURFACE_CONVERSION_KEYS"]
 
 #: Header keys holding a pixel scale (angle per pixel): divided by the factor.
 PIXEL_SCALE_KEYS = ("PIXSCALE", "PIXSCAL1", "PIXSCAL2", "SECPIX", "SECPIX1", "SECPIX2",
                     "XPIXSCAL", "YPIXSCAL")
+#: Header keys holding a pixel-value level (saturation): scaled as the values are.
+PIXEL_LEVEL_KEYS = ("SATURATE", "SATLEVEL")
+#: Header keys converting a pixel value to surface brightness (Spitzer's
+#: MJy/sr per DN/s): multiplied by ``f**2`` where the values are divided by it.
+SURFACE_CONVERSION_KEYS = ("FLUXCONV",)
 
 _LOG_UNITS = (u.mag, u.dex, u.dB)
 
@@ -158,7 +168,9 @@ def resampled_header(header, factor, conserve):
     """What super-resolution changes in a header: ``(header, history, keys)``.
 
     ``header`` (changed in place) has its pixel-scale keywords
-    (`PIXEL_SCALE_KEYS`) divided by ``factor``; ``history`` is the HISTORY line
+    (`PIXEL_SCALE_KEYS`) divided by ``factor`` and, with ``conserve``, its
+    `PIXEL_LEVEL_KEYS` divided and `SURFACE_CONVERSION_KEYS` multiplied by
+    ``factor**2``; ``history`` is the HISTORY line
     and ``keys`` the ``ANR_FACT``/``ANR_FLUX`` cards to add after provenance.
     Used for 2-D results, chunked ones and the command line's colour cubes.
     """
@@ -167,7 +179,11 @@ def resampled_header(header, factor, conserve):
     keys = {"ANR_FACT": (factor, "super_resolve upsampling factor"),
             "ANR_FLUX": ("per-pixel" if conserve else "surface",
                          "per-pixel: values / f**2; surface: values kept")}
-    return _scale_pixel_keys(header, factor), [f"super_resolve: factor {factor}, {policy}"], keys
+    _scale_keys(header, PIXEL_SCALE_KEYS, 1 / factor)
+    if conserve:
+        _scale_keys(header, PIXEL_LEVEL_KEYS, 1 / factor**2)
+        _scale_keys(header, SURFACE_CONVERSION_KEYS, factor**2)
+    return header, [f"super_resolve: factor {factor}, {policy}"], keys
 
 
 def _super_resolve_chunked(data, unit, module, card, passes, tiling, factor, flux_conserving,
@@ -357,9 +373,8 @@ def _bicubic_consistent(plane, factor):
     return _block_project(fine, plane, factor)
 
 
-def _scale_pixel_keys(header, factor):
-    for key in PIXEL_SCALE_KEYS:
+def _scale_keys(header, keys, scale):
+    for key in keys:
         if key in header and isinstance(header[key], (int, float)) and not isinstance(
                 header[key], bool):
-            header[key] = header[key] / factor
-    return header
+            header[key] = header[key] * scale

@@ -115,12 +115,10 @@ def score(reference_lab, reference_rgb, rgb):
             float(np.mean(deltaE_ciede2000(reference_lab, rgb2lab(rgb)))))
 
 
-def evaluate(rgb, model, mean_chroma):
+def evaluate(rgb, lab, model, mean_chroma):
     """Scores of the model and both baselines on one reference, plus the output."""
     from astropy.visualization import LinearStretch, ManualInterval
-    from skimage.color import rgb2lab
 
-    lab = rgb2lab(rgb)
     lightness = lab[..., 0]
     start = time.perf_counter()
     output = rgb_image(colorize(lightness, model=model, stretch=LinearStretch(),
@@ -133,12 +131,10 @@ def evaluate(rgb, model, mean_chroma):
     return scores, output, seconds
 
 
-def oracle_scores(rgb):
+def oracle_scores(rgb, lab):
     """(PSNR, ΔE00) of the oracles that see the reference's colour (module docstring)."""
     from scipy.ndimage import gaussian_filter
-    from skimage.color import rgb2lab
 
-    lab = rgb2lab(rgb)
     lightness, chroma = lab[..., 0], lab[..., 1:]
     out = []
     for width in ORACLE_SMOOTHING:
@@ -197,17 +193,18 @@ def main(argv=None):
     mean_chroma = mean_training_chroma(args.n_simulated, hdf_share)
     images, skipped = references(args.quick)
     rows, totals, oracle_rows, oracle_totals, figure_done = [], [], [], [], False
+    from skimage.color import rgb2lab
+
     for name, _, rgb in images:
-        scores, output, seconds = evaluate(rgb, model, mean_chroma)
+        lab = rgb2lab(rgb)
+        scores, output, seconds = evaluate(rgb, lab, model, mean_chroma)
         rows.append(row(name, scores, seconds))
         totals.append(scores)
-        oracle_totals.append(oracle_scores(rgb))
+        oracle_totals.append(oracle_scores(rgb, lab))
         oracle_rows.append(oracle_row(name, scores, oracle_totals[-1]))
         if name == "hdf_heldout" and not figure_done:
             crop = (slice(None), slice(None)) if args.quick else (slice(300, 556), slice(0, 250))
-            from skimage.color import rgb2lab
-
-            save_figure(args.figure, rgb2lab(rgb[crop])[..., 0], output[crop], rgb[crop])
+            save_figure(args.figure, lab[crop][..., 0], output[crop], rgb[crop])
             figure_done = True
     mean_scores = {key: tuple(np.mean([s[key][i] for s in totals]) for i in range(2))
                    for key in ("model", "grey", "mean")}

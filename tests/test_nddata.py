@@ -3,6 +3,7 @@
 import copy
 import pathlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -369,6 +370,29 @@ def test_provenance_and_no_stale_wcs(make_header, tmp_path, tiny_model):
     back = CCDData.read(path)
     assert back.unit == u.MJy / u.sr
     _same_wcs(back.wcs, wcs_in)
+
+
+def test_output_header_drops_what_only_described_the_input_file(tiny_model, tmp_path):
+    """Checksums, layout and value range of the input do not pass to the output."""
+    path, written = tmp_path / "in.fits", tmp_path / "out.fits"
+    data = np.clip(np.round(_data() * 100 + 1000), 0, 65535).astype(np.uint16)  # BZERO 32768
+    hdu = fits.PrimaryHDU(data)
+    hdu.header.update(BUNIT="adu", OBJECT="field", DATAMIN=float(data.min()),
+                      DATAMAX=float(data.max()))
+    hdu.writeto(path, checksum=True)
+    before = path.read_bytes()
+    assert {"CHECKSUM", "DATASUM", "BZERO"} <= set(fits.getheader(path))
+    out = _denoise(str(path), tiny_model)
+    for key in ("CHECKSUM", "DATASUM", "DATAMIN", "DATAMAX", "BZERO", "BSCALE", "BITPIX",
+                "NAXIS", "NAXIS1", "NAXIS2", "SIMPLE", "EXTEND"):
+        assert key not in out.header, key
+    assert out.header["OBJECT"] == "field"
+    out.write(written)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a checksum copied from the input would fail here
+        with fits.open(written, checksum=True) as hdul:
+            assert hdul[0].header["BITPIX"] == -32 and hdul[0].data.shape == data.shape
+    assert path.read_bytes() == before
 
 
 def test_provenance_for_a_module(tiny_model):

@@ -83,6 +83,18 @@ def test_shape_unit_header_and_flux(tiny_path, sky):
     assert not np.allclose(out.data, np.repeat(np.repeat(sky, 2, 0), 2, 1) / 4)  # not nearest
 
 
+def test_pixel_value_keys_follow_the_values(tiny_path, sky):
+    meta = {"SATURATE": 60000.0, "SATLEVEL": 50000, "FLUXCONV": 0.1, "GAIN": 2.0}
+    counts = super_resolve(CCDData(sky, unit="adu", meta=meta), model=tiny_path, factor=4)
+    assert counts.header["SATURATE"] == pytest.approx(60000 / 16)
+    assert counts.header["SATLEVEL"] == pytest.approx(50000 / 16)
+    assert counts.header["FLUXCONV"] == pytest.approx(0.1 * 16)  # surface brightness kept
+    assert counts.header["GAIN"] == 2.0  # a detector property
+    surface = super_resolve(CCDData(sky, unit="MJy/sr", meta=meta), model=tiny_path)
+    assert [surface.header[k] for k in meta] == list(meta.values())  # values kept, keys too
+    assert meta["SATURATE"] == 60000.0  # the input's header is not touched
+
+
 def test_factor_four_is_two_passes_and_bins_back(tiny_path, sky):
     out = super_resolve(sky, factor=4, model=tiny_path, unit="adu")
     assert out.shape == (160, 192)
