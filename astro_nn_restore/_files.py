@@ -76,8 +76,7 @@ def replacing(path, overwrite=False):
 
 def write_result(result, path, overwrite=False):
     """Write a `~astropy.nddata.CCDData` safely (`replacing`): header, WCS, unit,
-    mask and uncertainty (extra HDUs). Colour results are made band cubes
-    first (`~astro_nn_restore.cli.writable_result`). ``path`` must have one of
+    mask and uncertainty (extra HDUs). ``path`` must have one of
     the `FITS_ENDINGS` (astropy writes no tile-compressed ``.fits.fz``)."""
     if not os.fspath(path).lower().endswith(FITS_ENDINGS):
         raise ValueError(f"{os.fspath(path)} is not a FITS file name this package writes: "

@@ -53,6 +53,11 @@ class ParsedImage:
         variance), in ``unit``.
     bad : ndarray of bool
         Pixels the network must not see: non-finite or masked.
+    cube_result : bool
+        A colour image that came in a FITS file or HDU, or with a header or
+        WCS: the result goes back as a (3, ny, nx) CCDData cube
+        (`color_result`). A (3, ny, nx) cube input (`band_cube_planes`) has
+        its planes last in ``data`` and the WCS of its first two axes.
     """
 
     data: np.ndarray
@@ -62,6 +67,7 @@ class ParsedImage:
     mask: np.ndarray | None
     uncertainty: np.ndarray | None
     bad: np.ndarray
+    cube_result: bool = False
 
     @property
     def is_color(self):
@@ -93,11 +99,16 @@ def parse_image(data, *, allow_color=False, unit=None):
         For empty arrays or the wrong number of dimensions.
     """
     array, wcs, header, mask, uncertainty, own_unit = _unpack(data)
-    array = _as_float_array(array, allow_color=allow_color)
     header = fits.Header() if header is None else header.copy()
-    if wcs is None and header:
+    # without a file, HDU, header or WCS a colour image stays an (ny, nx, 3) array
+    bare = _is_bare_array(data) or (isinstance(data, NDData) and not header and wcs is None)
+    band_cube = allow_color and not bare and _is_band_cube(array, header, wcs)
+    if band_cube:
+        array, wcs, mask, uncertainty = band_cube_planes(array, header, wcs, mask, uncertainty)
+    array = _as_float_array(array, allow_color=allow_color)
+    if wcs is None and header and not band_cube:
         wcs = _wcs_from_header(header)
-    elif wcs is not None:
+    elif wcs is not None and not band_cube:
         wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
     unit = _choose_unit(own_unit, header, unit)
     mask = None if mask is None else _checked_mask(mask, array.shape)
@@ -107,7 +118,58 @@ def parse_image(data, *, allow_color=False, unit=None):
     if mask is not None:
         bad |= mask if mask.ndim == 2 else mask.any(axis=-1)
     sigma = None if uncertainty is None else as_std_array(uncertainty, array.shape, unit, bad)
-    return ParsedImage(array, unit, wcs, header, mask, sigma, bad)
+    return ParsedImage(array, unit, wcs, header, mask, sigma, bad,
+                       cube_result=array.ndim == 3 and not bare)
+
+
+def _is_bare_array(data):
+    """An array (or Quantity) that came without a header, WCS or file."""
+    containers = (NDData, fits.HDUList, fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU, str,
+                  os.PathLike, tuple)
+    return not isinstance(data, containers)
+
+
+def _is_band_cube(array, header, wcs):
+    """Whether the input is a (3 or 4, ny, nx) colour cube from FITS or CCDData.
+
+    The rule is `~astro_nn_restore._files.is_colour_cube`'s.
+    """
+    from ._files import is_colour_cube
+
+    if np.ndim(array) != 3:
+        return False
+    axis_header = header
+    if wcs is not None and wcs.naxis == 3:  # CCDData.read moves the WCS keys out of the header
+        axis_header = fits.Header({"CTYPE3": wcs.wcs.ctype[2]})
+    return is_colour_cube(np.asarray(array), axis_header)
+
+
+def band_cube_planes(cube, header, wcs, mask, uncertainty):
+    """A (3, ny, nx) colour cube as ``(rgb, wcs, mask, uncertainty)`` with its planes last.
+
+    The WCS is that of the first two axes (a copy); RGBA cubes are refused.
+    """
+    if np.shape(cube)[0] != 3:
+        raise ValueError(f"the input is an RGBA ({np.shape(cube)[0]}, ny, nx) cube: restoration "
+                         "takes the R, G, B planes; drop the alpha plane")
+    ny, nx = np.shape(cube)[1:]
+    if wcs is not None:  # a copy either way: the output must not share the input's WCS
+        wcs = wcs.sub([1, 2]) if wcs.naxis == 3 else copy.deepcopy(wcs)
+    elif header:
+        wcs = _wcs_from_header(header)  # the first two axes
+    if wcs is not None:
+        wcs.pixel_shape = (nx, ny)  # not the cube's NAXIS3
+    if hasattr(uncertainty, "represent_as"):
+        uncertainty = type(uncertainty)(_planes_last(uncertainty.array), unit=uncertainty.unit)
+    elif uncertainty is not None and np.ndim(uncertainty) == 3:
+        uncertainty = _planes_last(uncertainty)
+    if mask is not None and np.ndim(mask) == 3:
+        mask = _planes_last(mask)
+    return _planes_last(cube), wcs, mask, uncertainty
+
+
+def _planes_last(array):
+    return np.moveaxis(np.asarray(array), 0, -1)
 
 
 def _unpack(data):
@@ -476,13 +538,53 @@ def color_output(parsed, rgb, factor=1):
     return np.ma.masked_array(rgb, mask=mask.repeat(factor, 0).repeat(factor, 1))
 
 
-def restore_color(parsed, restore_plane, uncertainty=None):
-    """An (ny, nx, 3) image restored in its luminance, chroma kept, NaN and mask restored.
+#: Plane names of colour cubes.
+BANDS = ("R", "G", "B")
+
+
+def band_keys(bands=BANDS):
+    """``BAND1..n`` header cards naming the planes of a colour cube."""
+    return {f"BAND{i}": (band, f"plane {i} of the RGB cube") for i, band in enumerate(bands, 1)}
+
+
+def color_result(parsed, rgb, *, operation, model_card, factor=1, wcs=None, history=(),
+                 keys=None):
+    """A colour result as the input came: an (ny, nx, 3) array, or a CCDData cube.
+
+    A bare array input gets `color_output`. One from a FITS file or HDU, or
+    with a header or WCS (``parsed.cube_result``), gets a (3, ny, nx)
+    `~astropy.nddata.CCDData`: the input's unit, header with
+    provenance (``parsed.meta``, already resampled by the caller when
+    ``factor`` > 1), ``history`` and ``keys``, ``BAND1..3``, the mask, and
+    ``wcs`` (default the input's) with a band axis
+    (`~astro_nn_restore.wcs_utils.band_cube_wcs`; without a WCS the header
+    still says ``CTYPE3 = 'BAND'``). Colour results carry no uncertainty.
+    """
+    from .wcs_utils import band_cube_wcs
+
+    rgb = color_output(parsed, rgb, factor)
+    if not parsed.cube_result:
+        return rgb
+    planes = np.moveaxis(np.ma.getdata(rgb), -1, 0)
+    mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
+    cube_wcs, note = band_cube_wcs(parsed.wcs if wcs is None else wcs, planes.shape[1:])
+    result = repack(parsed, planes, operation=operation, model_card=model_card, wcs=cube_wcs,
+                    mask=mask, extra_history=[*history, *([note] if note else [])])
+    result.meta.update(keys or {})
+    result.meta.update(band_keys())
+    if cube_wcs is None:
+        result.meta["CTYPE3"] = ("BAND", "colour planes R, G, B")
+    return result
+
+
+def restore_color(parsed, restore_plane, uncertainty=None, *, operation, model_card):
+    """A colour image restored in its luminance, chroma kept, NaN and mask restored.
 
     ``restore_plane(luminance, sigma)`` restores the 2-D luminance; ``sigma``
     is its noise (``_color.luminance_sigma``) from
     ``uncertainty`` or the input's own uncertainty (per channel, or one value
     or map for all three), or None: then it is measured from the image.
+    Returned as the input came (`color_result`).
     """
     from ._color import luminance_sigma, merge_luminance, split_luminance
 
@@ -490,7 +592,8 @@ def restore_color(parsed, restore_plane, uncertainty=None):
     luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
     restored = restore_plane(luminance, None if sigma is None else luminance_sigma(sigma))
     rgb = merge_luminance(restored, chroma)
-    return color_output(parsed, restore_bad_pixels(parsed, rgb))
+    return color_result(parsed, restore_bad_pixels(parsed, rgb), operation=operation,
+                        model_card=model_card)
 
 
 #: Keys an output header must not inherit from its input: the file layout,

@@ -134,15 +134,10 @@ def process_one(path, output, function, kwargs, overwrite):
     A top-level function, so that dask can send it to worker processes.
     """
     from ._files import write_result
-    from .cli import writable_result
 
     start = time.perf_counter()
     try:
-        source = _read(path)
-        result = writable_result(function(source, **kwargs), source, function,
-                                 kwargs.get("model", "default"), kwargs.get("unit"),
-                                 kwargs.get("flux_conserving"))
-        write_result(result, output, overwrite)
+        write_result(function(_read(path), **kwargs), output, overwrite)
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
         return "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start
     return "done", "", time.perf_counter() - start

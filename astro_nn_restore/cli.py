@@ -19,11 +19,11 @@ Colour images: a (3, ny, nx) cube whose third axis is ``BAND`` or untyped
 (`~astro_nn_restore._files.is_colour_cube`; what ``colorize`` and the napari
 plugin write) is restored by ``denoise``, ``deblur`` and ``super-resolve`` as
 a colour image (luminance by the network; ``colorize`` refuses it, RGBA cubes
-are refused), and every colour result is written the same way
-(`colour_result`): a (3, ny, nx) cube with the input's header and
-provenance, its sky WCS with a band axis and its mask (``super-resolve``:
+are refused), and written back as a (3, ny, nx) cube with the input's header
+and provenance, its sky WCS with a band axis and its mask (``super-resolve``:
 WCS, pixel-scale keywords and ``ANR_FACT`` as for 2-D images); no
-uncertainty.
+uncertainty. The operations do this themselves for any cube they are given
+(`~astro_nn_restore._nddata.color_result`).
 
 Each restoration command is one entry of `OPERATIONS`: a new operation is
 added by one line (its import path and any options of its own), for example
@@ -39,7 +39,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from ._files import FITS_ENDINGS, is_colour_cube, write_result
+from ._files import FITS_ENDINGS, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -221,105 +221,7 @@ def _read_input(path, hdu_index):
         hdu = _pick_hdu(hdulist, hdu_index, path)
         data, header = hdu.data.copy(), hdu.header.copy()
         mask, uncertainty = _ccddata_extensions(hdulist, data.shape)
-    if is_colour_cube(data, header):
-        if data.shape[0] != 3:
-            raise UserError(f"{path} is an RGBA ({data.shape[0]}, ny, nx) cube: restoration takes "
-                            "the R, G, B planes; drop the alpha plane")
-        return _colour_input(data, header, mask, uncertainty)
     return NDData(data, meta=header, mask=mask, uncertainty=uncertainty)
-
-
-def _planes_last(array):
-    import numpy as np
-
-    return None if array is None else np.moveaxis(np.asarray(array), 0, -1)
-
-
-def _colour_input(cube, header, mask, uncertainty):
-    """A (3, ny, nx) colour cube as the (ny, nx, 3) image the operations take, with its sky WCS."""
-    from astropy.nddata import NDData
-
-    from ._nddata import _wcs_from_header
-
-    if uncertainty is not None:
-        uncertainty = type(uncertainty)(_planes_last(uncertainty.array))
-    wcs = _wcs_from_header(header)  # the first two axes
-    if wcs is not None:
-        wcs.pixel_shape = cube.shape[:0:-1]  # (nx, ny); the header's NAXIS3 is not an axis here
-    return NDData(_planes_last(cube), wcs=wcs, meta=header, mask=_planes_last(mask),
-                  uncertainty=uncertainty)
-
-
-#: Registry task of each operation that restores colour images.
-_COLOUR_TASKS = {"denoise_residual": "denoise", "deblur": "deblur", "super_resolve": "superres"}
-
-
-def writable_result(result, source, function, model, unit=None, flux_conserving=None):
-    """``result`` as the CCDData to write: itself, or a colour result as a band cube."""
-    from astropy.nddata import CCDData
-
-    if isinstance(result, CCDData):
-        return result
-    return colour_result(result, source, function, model, unit, flux_conserving)
-
-
-def colour_result(rgb, source, function, model, unit=None, flux_conserving=None):
-    """An operation's colour (ny, nx, 3) result as a (3, ny, nx) CCDData to write.
-
-    The header is the input's with provenance, the WCS the input's sky WCS
-    with a band axis (``CTYPE3 = 'BAND'``), the unit the input's, and a masked
-    result keeps its mask. A finer result (super-resolution) gets what
-    `super_resolve` gives a 2-D image: the WCS rescaled, pixel-scale keywords
-    divided, ``ANR_FACT``/``ANR_FLUX`` and the HISTORY line (colour values are
-    kept unless ``flux_conserving``:
-    `~astro_nn_restore.superres.flux_policy`). No uncertainty is written:
-    colour results carry none. ``function`` is the operation, ``model`` the
-    registry name, path or module it ran with.
-    """
-    import numpy as np
-    from astropy.io import fits
-    from astropy.nddata import CCDData
-
-    from ._nddata import _choose_unit, provenance_header
-    from .wcs_utils import band_cube_wcs, rescale_wcs
-
-    header = fits.Header(source.meta)
-    unit = _choose_unit(None, header, unit)
-    factor = rgb.shape[0] // np.shape(source.data)[0]
-    history, keys = [], {}
-    if factor != 1:
-        from .superres import flux_policy, resampled_header
-
-        header, history, keys = resampled_header(header, factor,
-                                                 flux_policy(unit, flux_conserving, color=True))
-    wcs = source.wcs
-    if wcs is not None:
-        wcs, note = band_cube_wcs(rescale_wcs(wcs, factor) if factor != 1 else wcs,
-                                  rgb.shape[:2])
-        history += [note] if note else []
-    meta = provenance_header(header, operation=getattr(function, "__name__", str(function)),
-                             model_card=_model_card(model, function), extra_history=history)
-    from .colorize import band_keys
-
-    meta.update(keys)
-    meta.update(band_keys())  # as colorize names its planes
-    if wcs is None:
-        meta["CTYPE3"] = ("BAND", "colour planes R, G, B")
-    mask = np.moveaxis(np.ma.getmaskarray(rgb), -1, 0) if np.ma.isMaskedArray(rgb) else None
-    return CCDData(np.moveaxis(np.ma.getdata(rgb), -1, 0), unit=unit, wcs=wcs, mask=mask,
-                   meta=meta)
-
-
-def _model_card(model, function):
-    """The card of the model an operation ran with (as `load_model` gives it for a module)."""
-    from .registry import find_card
-
-    if hasattr(model, "state_dict"):  # a torch module
-        return {"name": type(model).__name__, "sha256": "user-module"}
-    task = _COLOUR_TASKS.get(getattr(function, "__name__", ""))
-    if task is None:  # an operation of the caller's own
-        return {"name": str(model), "sha256": ""}
-    return find_card(model, task=task)
 
 
 def _pick_hdu(hdulist, index, path):
@@ -378,9 +280,7 @@ def _run_operation(args):
     result = operation(data, model=args.model, unit=args.unit, tile_size=args.tile_size,
                        overlap=args.overlap, batch_size=args.batch_size, progress=args.progress,
                        **options)
-    write_result(writable_result(result, data, operation, args.model, args.unit,
-                                 options.get("flux_conserving")), args.output,
-                 args.overwrite)
+    write_result(result, args.output, args.overwrite)
     print(f"wrote {args.output}")
     return 0
 

@@ -26,14 +26,13 @@ from scipy.ndimage import gaussian_filter
 
 from . import chunked
 from ._inference import run_network
-from ._nddata import non_negative_number, parse_image, repack
+from ._nddata import BANDS, band_keys, non_negative_number, parse_image, repack
 from .normalize import grid_sample, grid_step
 from .registry import load_model
 from .wcs_utils import band_cube_wcs
 
 __all__ = ["colorize", "rgb_image", "stretched_lightness", "compose_rgb", "lupton_composite"]
 
-BANDS = ("R", "G", "B")
 
 # sRGB (D65, 2 degree observer) as in skimage.color: XYZ = M @ linear RGB
 _XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
@@ -159,11 +158,6 @@ def _colorize_chunked(data, unit, module, card, stretch, interval, smoothing, ti
         mask = None if image.mask is None else chunked.broadcast_planes(image.mask, 3)
         return _repack_rgb(image, rgb, card, stretch, interval, limits, smoothing, mask=mask,
                            out=out, overwrite=overwrite)
-
-
-def band_keys(bands=BANDS):
-    """``BAND1..n`` header cards naming the planes of a colour cube."""
-    return {f"BAND{i}": (band, f"plane {i} of the RGB cube") for i, band in enumerate(bands, 1)}
 
 
 #: Stretch names of the command line and the napari plugin -> astropy.visualization class.

@@ -80,7 +80,8 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
     parsed = parse_image(data, allow_color=True, unit=unit)
     if parsed.is_color:
         return restore_color(parsed, partial(_denoise_plane, bad=parsed.bad, module=module,
-                                             tiling=tiling), uncertainty)
+                                             tiling=tiling), uncertainty,
+                             operation="denoise_residual", model_card=card)
     sigma = noise_map(parsed, uncertainty)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=sigma)
     denoised = _denoise_block(parsed.data, parsed.bad, sigma, norm=norm, module=module,

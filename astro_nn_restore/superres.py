@@ -46,7 +46,7 @@ from astropy.units import FunctionUnitBase
 from . import chunked
 from ._color import merge_luminance, split_luminance
 from ._inference import run_network
-from ._nddata import color_output, parse_image, repack
+from ._nddata import color_result, parse_image, repack
 from .normalize import estimate_normalization
 from .registry import load_model
 from .wcs_utils import rescale_wcs
@@ -148,15 +148,18 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
                                       flux_conserving, out, overwrite)
     parsed = parse_image(data, allow_color=True, unit=unit)
     conserve = flux_policy(parsed.unit, flux_conserving, color=parsed.is_color)
+    wcs = None if parsed.wcs is None else rescale_wcs(parsed.wcs, factor)
     if parsed.is_color:
-        return color_output(parsed, _super_resolve_color(parsed, module, passes, tiling,
-                                                         conserve, factor), factor)
+        rgb = _super_resolve_color(parsed, module, passes, tiling, conserve, factor)
+        parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
+        return color_result(parsed, rgb, operation="super_resolve", model_card=card,
+                            factor=factor, wcs=wcs, history=history, keys=keys)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     output = _upsample_block(parsed.data, parsed.bad, norm=norm, module=module, passes=passes,
                              tiling=tiling, conserve=conserve)
     parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
     result = repack(parsed, output, operation="super_resolve", model_card=card,
-                    wcs=None if parsed.wcs is None else rescale_wcs(parsed.wcs, factor),
+                    wcs=wcs,
                     mask=None if parsed.mask is None else _nearest(parsed.mask, factor),
                     uncertainty=_output_uncertainty(parsed.uncertainty, factor, conserve),
                     extra_history=history)

@@ -587,3 +587,59 @@ def test_flags_are_not_dropped_silently(tiny_model):
     with pytest.warns(AstropyUserWarning, match="flags are not carried") as caught:
         out = _denoise(flagged, tiny_model)
     assert caught[0].filename == __file__ and out.flags is None
+
+
+# ------------------------------------------------------------ colour cubes
+def _colour_cube_file(tmp_path, planes=3):
+    """A (planes, ny, nx) FITS cube with a sky WCS and a BAND axis, as colorize writes one."""
+    from astro_nn_restore.wcs_utils import add_band_axis
+
+    wcs = WCS(_header())
+    cube = np.random.default_rng(5).uniform(0.1, 0.9, (planes, *SHAPE)).astype(np.float32)
+    header = add_band_axis(wcs, bands="RGBA"[:planes]).to_header()
+    header["OBJECT"] = "colour field"
+    path = tmp_path / "cube.fits"
+    fits.PrimaryHDU(cube, header).writeto(path)
+    return path, wcs
+
+
+def test_a_colour_cube_comes_back_as_a_cube_with_its_sky_wcs(tiny_model, tmp_path):
+    path, wcs = _colour_cube_file(tmp_path)
+    before = path.read_bytes()
+    out = _denoise(str(path), tiny_model)
+    assert isinstance(out, CCDData) and out.shape == (3, *SHAPE)
+    assert out.header["ANR_OP"] == "denoise_residual" and out.header["OBJECT"] == "colour field"
+    assert [out.header[f"BAND{i}"] for i in (1, 2, 3)] == ["R", "G", "B"]
+    _same_wcs(out.wcs.celestial, wcs)
+    assert path.read_bytes() == before
+    written = tmp_path / "out.fits"
+    out.write(written)
+    back = CCDData.read(written, unit=u.dimensionless_unscaled)
+    assert back.shape == (3, *SHAPE) and back.wcs.wcs.ctype[2] == "BAND"
+    # the same planes as the (ny, nx, 3) array path
+    planes_last = np.moveaxis(fits.getdata(path), 0, -1)
+    assert_allclose(np.moveaxis(out.data, 0, -1), _denoise(planes_last, tiny_model), atol=1e-6)
+    assert_allclose(_denoise(CCDData.read(path, unit="adu"), tiny_model).data, out.data,
+                    atol=1e-6)
+
+
+def test_super_resolved_colour_cube_gets_the_rescaled_wcs(tmp_path):
+    from astro_nn_restore import super_resolve
+    from astro_nn_restore.models.superres import SRResNet
+
+    path, wcs = _colour_cube_file(tmp_path)
+    out = super_resolve(str(path), model=SRResNet(channels=4, blocks=1), tile_size=32,
+                        overlap=8)
+    assert out.shape == (3, 2 * SHAPE[0], 2 * SHAPE[1]) and out.header["ANR_FACT"] == 2
+    assert out.header["ANR_FLUX"] == "surface"  # dimensionless colour: values kept
+    big = out.wcs.celestial
+    assert_allclose(big.pixel_to_world_values(1.5, 3.5), wcs.pixel_to_world_values(0.5, 1.5),
+                    atol=1e-9)
+
+
+def test_rgba_cubes_and_planes_first_arrays_are_refused(tiny_model, tmp_path):
+    path, _ = _colour_cube_file(tmp_path, planes=4)
+    with pytest.raises(ValueError, match="RGBA .* drop the alpha plane"):
+        _denoise(str(path), tiny_model)
+    with pytest.raises(ValueError, match=r"\(ny, nx, 3\) colour image"):
+        _denoise(fits.getdata(path)[:3], tiny_model)  # a bare array: planes go last
