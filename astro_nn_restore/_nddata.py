@@ -54,10 +54,13 @@ class ParsedImage:
     bad : ndarray of bool
         Pixels the network must not see: non-finite or masked.
     cube_result : bool
-        A colour image that came in a FITS file or HDU, or with a header or
-        WCS: the result goes back as a (3, ny, nx) CCDData cube
+        A colour image that came as a CCDData, in a FITS file or HDU, or with
+        a header or WCS: the result goes back as a (3, ny, nx) CCDData cube
         (`color_result`). A (3, ny, nx) cube input (`band_cube_planes`) has
         its planes last in ``data`` and the WCS of its first two axes.
+    planes_first : bool
+        The input was such a (3, ny, nx) cube: an ``uncertainty`` argument may
+        be given in its layout too (`noise_map`).
     """
 
     data: np.ndarray
@@ -68,6 +71,7 @@ class ParsedImage:
     uncertainty: np.ndarray | None
     bad: np.ndarray
     cube_result: bool = False
+    planes_first: bool = False
 
     @property
     def is_color(self):
@@ -100,16 +104,13 @@ def parse_image(data, *, allow_color=False, unit=None):
     """
     array, wcs, header, mask, uncertainty, own_unit = _unpack(data)
     header = fits.Header() if header is None else header.copy()
-    # without a file, HDU, header or WCS a colour image stays an (ny, nx, 3) array
-    bare = _is_bare_array(data) or (isinstance(data, NDData) and not header and wcs is None)
-    band_cube = allow_color and not bare and _is_band_cube(array, header, wcs)
-    if band_cube:
+    bare = _is_bare(data, header, wcs)
+    planes_first = allow_color and not bare and _is_band_cube(array, header, wcs)
+    if planes_first:
         array, wcs, mask, uncertainty = band_cube_planes(array, header, wcs, mask, uncertainty)
     array = _as_float_array(array, allow_color=allow_color)
-    if wcs is None and header and not band_cube:
-        wcs = _wcs_from_header(header)
-    elif wcs is not None and not band_cube:
-        wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
+    if not planes_first:
+        wcs = _image_wcs(wcs, header, array.shape)
     unit = _choose_unit(own_unit, header, unit)
     mask = None if mask is None else _checked_mask(mask, array.shape)
     bad = ~np.isfinite(array)
@@ -119,14 +120,39 @@ def parse_image(data, *, allow_color=False, unit=None):
         bad |= mask if mask.ndim == 2 else mask.any(axis=-1)
     sigma = None if uncertainty is None else as_std_array(uncertainty, array.shape, unit, bad)
     return ParsedImage(array, unit, wcs, header, mask, sigma, bad,
-                       cube_result=array.ndim == 3 and not bare)
+                       cube_result=array.ndim == 3 and not bare, planes_first=planes_first)
 
 
-def _is_bare_array(data):
-    """An array (or Quantity) that came without a header, WCS or file."""
-    containers = (NDData, fits.HDUList, fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU, str,
-                  os.PathLike, tuple)
-    return not isinstance(data, containers)
+def _is_bare(data, header, wcs):
+    """An input with nothing of FITS about it: its colour result stays an (ny, nx, 3) array.
+
+    Arrays and Quantities are bare, and so is an NDData with neither meta nor
+    WCS; a CCDData, a FITS file or HDU and an ``(array, WCS or Header)``
+    tuple are not.
+    """
+    if isinstance(data, CCDData):
+        return False
+    if isinstance(data, NDData):
+        return not header and wcs is None
+    return not isinstance(data, (fits.HDUList, fits.PrimaryHDU, fits.ImageHDU,
+                                 fits.CompImageHDU, str, os.PathLike, tuple))
+
+
+def _image_wcs(wcs, header, shape):
+    """The 2-D WCS of a (ny, nx) or (ny, nx, 3) image: a copy of the input's, or the header's."""
+    if wcs is None:
+        wcs = _wcs_from_header(header) if header else None
+    else:
+        wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
+    if wcs is None:
+        return None
+    if wcs.pixel_n_dim != 2:
+        hint = (" (give a colour image as its (3, ny, nx) cube, or pass wcs.celestial)"
+                if len(shape) == 3 else " (pass wcs.celestial)")
+        raise ValueError(f"an image of shape {shape} needs a 2-D WCS, got one with "
+                         f"{wcs.pixel_n_dim} pixel axes{hint}")
+    wcs.pixel_shape = (shape[1], shape[0])  # a header's NAXISn may describe a cube it came from
+    return wcs
 
 
 def _is_band_cube(array, header, wcs):
@@ -159,13 +185,20 @@ def band_cube_planes(cube, header, wcs, mask, uncertainty):
         wcs = _wcs_from_header(header)  # the first two axes
     if wcs is not None:
         wcs.pixel_shape = (nx, ny)  # not the cube's NAXIS3
-    if hasattr(uncertainty, "represent_as"):
-        uncertainty = type(uncertainty)(_planes_last(uncertainty.array), unit=uncertainty.unit)
-    elif uncertainty is not None and np.ndim(uncertainty) == 3:
-        uncertainty = _planes_last(uncertainty)
-    if mask is not None and np.ndim(mask) == 3:
-        mask = _planes_last(mask)
-    return _planes_last(cube), wcs, mask, uncertainty
+    return (_planes_last(cube), wcs, planes_last_if_cube(mask, ny, nx),
+            planes_last_if_cube(uncertainty, ny, nx))
+
+
+def planes_last_if_cube(value, ny, nx):
+    """``value`` (array or NDUncertainty) with a leading (3, ny, nx) plane axis moved last.
+
+    Anything else (None, a number, a 2-D map for all planes) is returned as it is.
+    """
+    if hasattr(value, "represent_as"):
+        if np.shape(value.array) != (3, ny, nx):
+            return value
+        return type(value)(_planes_last(value.array), unit=value.unit)
+    return _planes_last(value) if np.shape(value) == (3, ny, nx) else value
 
 
 def _planes_last(array):
@@ -390,6 +423,8 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     from the image (sigma-clipped MAD standard deviation).
     """
     if uncertainty is not None:
+        if parsed.planes_first:  # given in the layout of the input cube
+            uncertainty = planes_last_if_cube(uncertainty, *parsed.data.shape[:2])
         if np.isscalar(uncertainty):
             return np.full(parsed.data.shape[:2], scalar_sigma(uncertainty), dtype=np.float32)
         return warn_unknown_sigma(as_std_array(uncertainty, parsed.data.shape, parsed.unit,
@@ -551,8 +586,8 @@ def color_result(parsed, rgb, *, operation, model_card, factor=1, wcs=None, hist
                  keys=None):
     """A colour result as the input came: an (ny, nx, 3) array, or a CCDData cube.
 
-    A bare array input gets `color_output`. One from a FITS file or HDU, or
-    with a header or WCS (``parsed.cube_result``), gets a (3, ny, nx)
+    A bare array input gets `color_output`. A CCDData, a FITS file or HDU, or
+    an input with a header or WCS (``parsed.cube_result``) gets a (3, ny, nx)
     `~astropy.nddata.CCDData`: the input's unit, header with
     provenance (``parsed.meta``, already resampled by the caller when
     ``factor`` > 1), ``history`` and ``keys``, ``BAND1..3``, the mask, and
@@ -600,19 +635,25 @@ def restore_color(parsed, restore_plane, uncertainty=None, *, operation, model_c
 #: which astropy writes anew for the output array (a copied NAXIS1 or BITPIX
 #: describes the input; BZERO/BSCALE/BLANK are for integer data, and outputs
 #: are float), the unit (CCDData writes BUNIT itself), checksums of the input's
-#: bytes (a written output would fail verification) and the input's value range.
+#: bytes (a written output would fail verification), the input's value range, and
+#: ``INHERIT`` (an extension's key; the output is a primary HDU).
 INPUT_ONLY_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT",
-                   "BZERO", "BSCALE", "BLANK", "BUNIT", "CHECKSUM", "DATASUM", "DATAMIN",
-                   "DATAMAX")
+                   "INHERIT", "BZERO", "BSCALE", "BLANK", "BUNIT", "CHECKSUM", "DATASUM",
+                   "DATAMIN", "DATAMAX")
+
+
+def strip_input_only_keys(header):
+    """Remove `INPUT_ONLY_KEYS` and ``NAXISn`` from ``header`` (in place); return it."""
+    for key in [*INPUT_ONLY_KEYS, *(k for k in header if k[:5] == "NAXIS" and k[5:].isdigit())]:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    return header
 
 
 def provenance_header(meta, *, operation, model_card, extra_history=()):
     """Copy of ``meta`` with provenance added, without WCS keys or `INPUT_ONLY_KEYS`."""
     from . import __version__
 
-    header = strip_wcs_keywords(meta)
-    for key in [*INPUT_ONLY_KEYS, *(k for k in header if k[:5] == "NAXIS" and k[5:].isdigit())]:
-        header.remove(key, ignore_missing=True, remove_all=True)
+    header = strip_input_only_keys(strip_wcs_keywords(meta))
     name = str(model_card.get("name", "unknown"))
     sha = str(model_card.get("sha256", ""))[:16]
     header["ANR_OP"] = (operation, "astro_nn_restore operation")

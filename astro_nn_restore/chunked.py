@@ -117,9 +117,10 @@ def _have_dask():
 def is_chunked_input(data, out=None):
     """Whether an operation takes the chunked path for ``data``.
 
-    True for dask-backed inputs, for FITS HDUs (or HDULists) whose data are
-    memory-mapped when dask is installed (otherwise they are read into
-    memory as before), and whenever ``out`` is given.
+    True for 2-D dask-backed inputs, for FITS HDUs (or HDULists) whose 2-D
+    data are memory-mapped when dask is installed (otherwise they are read
+    into memory as before), and whenever ``out`` is given. Colour images
+    (3-D) are processed in memory unless ``out`` asks for chunks.
 
     Examples
     --------
@@ -129,10 +130,12 @@ def is_chunked_input(data, out=None):
     """
     if out is not None:
         return True
-    if _is_dask(_array_of(data)):
-        return True
+    array = _array_of(data)
+    if _is_dask(array):
+        return array.ndim == 2
     hdu = _hdu_of(data)
-    return hdu is not None and _is_memory_mapped(hdu.data) and _have_dask()
+    return (hdu is not None and _is_memory_mapped(hdu.data) and hdu.data.ndim == 2
+            and _have_dask())
 
 
 @contextmanager
@@ -158,7 +161,8 @@ def _lazy_image(data, unit, chunks):
     array = array if _is_dask(array) else da.from_array(array, chunks=chunks, asarray=False)
     if array.dtype.kind not in "biuf" or array.ndim != 2:
         raise ValueError(f"chunked processing takes 2-D numeric images, got shape {array.shape} "
-                         f"and dtype {array.dtype} (process colour images in memory)")
+                         f"and dtype {array.dtype} (colour images are processed in memory: "
+                         "leave out out= and write the result with result.write(path))")
     # native byte order, chunk by chunk; overflow is refused as in memory, when a chunk is read
     array = array.map_blocks(_nddata.float32_checked, dtype=np.float32)
     header = fits.Header() if header is None else header.copy()

@@ -42,7 +42,7 @@ image: above `LARGE_FLUX_OFFSET` sigma an
 `~astropy.utils.exceptions.AstropyUserWarning` says so. Mask such pixels
 first (masked pixels are left out of the flux bookkeeping).
 
-**Colour.** An (ny, nx, 3) image is deblurred in its luminance (Rec. 601
+**Colour.** An (ny, nx, 3) image or (3, ny, nx) cube is deblurred in its luminance (Rec. 601
 ``Y``) and its chroma ``R - Y``, ``B - Y`` is kept: the colour of
 astronomical RGB composites varies smoothly (it follows stellar populations
 and dust, not pixel-scale detail), so the sharpness the eye sees is in the
@@ -74,8 +74,9 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     Parameters
     ----------
     data : CCDData, NDData, HDU, HDUList, path, (array, WCS or Header) or ndarray
-        A 2-D image, or an (ny, nx, 3) colour array (its luminance is
-        deblurred, its chroma kept; an array of the same shape is returned).
+        A 2-D image, or a colour image: an (ny, nx, 3) array, or a (3, ny, nx) cube whose
+        third axis is ``BAND`` or untyped (see :ref:`data_model`); its
+        luminance is deblurred and its chroma kept.
     psf : ndarray, path to a FITS file, HDU or NDData, optional
         The PSF at the image's pixel scale. Any size; it is normalised to sum
         1. Odd sizes are taken as centred on the central pixel; even sizes
@@ -123,9 +124,10 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         Same shape, unit, WCS and mask; header with provenance; NaN stays
         NaN; total flux over good pixels equal to the input's. No
         uncertainty is attached: deconvolution amplifies and correlates the
-        noise in a way a per-pixel sigma does not describe. Colour input
-        gives an (ny, nx, 3) float32 array (a masked array, with its mask, when
-        the input was masked).
+        noise in a way a per-pixel sigma does not describe. A bare (ny, nx, 3)
+        array gives an (ny, nx, 3) float32 array (masked when the input was);
+        other colour input a (3, ny, nx) CCDData cube (header, mask, sky WCS
+        with a band axis).
 
     Examples
     --------

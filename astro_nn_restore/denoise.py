@@ -27,14 +27,16 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
     Parameters
     ----------
     data : CCDData, NDData, HDU, HDUList, path, (array, WCS or Header) or ndarray
-        A 2-D image, or an (ny, nx, 3) colour array (its luminance is
-        denoised, its chroma kept, and an array of the same shape returned).
+        A 2-D image, or a colour image: an (ny, nx, 3) array, or a (3, ny, nx) cube whose
+        third axis is ``BAND`` or untyped (see :ref:`data_model`); its
+        luminance is denoised and its chroma kept.
     uncertainty : ndarray, NDUncertainty or float, optional
         Noise per pixel (standard deviation, in the data's unit). Default: the
         input's uncertainty, or else estimated from the image. A number must be
         finite and > 0; negative values on good pixels are refused, zero or
         non-finite ones get a warning (see :ref:`data_model`). For colour
-        input: per channel (ny, nx, 3), or one number or (ny, nx) map for all
+        input: per channel ((ny, nx, 3), or (3, ny, nx) for a cube), or one
+        number or (ny, nx) map for all
         three channels; the luminance's noise is propagated from it.
     model : str, PathLike or torch.nn.Module
         ``"default"``, another registry name, a weights path, or a module.
@@ -60,9 +62,10 @@ def denoise_residual(data, *, uncertainty=None, model="default", unit=None, tile
     `~astropy.nddata.CCDData` or ndarray
         Same shape, unit, WCS and mask; header with provenance; NaN stays NaN.
         The uncertainty is the input noise scaled by the residual-noise ratio
-        measured on validation data (model card ``calibration``). Colour input
-        gives an (ny, nx, 3) float32 array (a masked array, with its mask, when
-        the input was masked), without uncertainty.
+        measured on validation data (model card ``calibration``). A bare
+        (ny, nx, 3) array gives an (ny, nx, 3) float32 array (masked when the
+        input was); other colour input a (3, ny, nx) CCDData cube (header,
+        mask, sky WCS with a band axis). Colour results carry no uncertainty.
 
     Examples
     --------

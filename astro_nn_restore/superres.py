@@ -34,7 +34,8 @@ Policies (the *why* of each choice is in the function docstrings):
   makes its whole ``f x f`` block bad).
 * **Uncertainty** (see `_output_uncertainty`): nearest-upsampled input sigma,
   times ``f`` for surface brightness or divided by ``f`` for per-pixel flux.
-* **Colour** ``(ny, nx, 3)``: luminance by the network, chroma by bicubic.
+* **Colour** (an ``(ny, nx, 3)`` array or a ``(3, ny, nx)`` cube): luminance
+  by the network, chroma by bicubic.
 """
 
 from functools import partial
@@ -74,8 +75,9 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     Parameters
     ----------
     data : CCDData, NDData, HDU, HDUList, path, (array, WCS or Header) or ndarray
-        A 2-D image, or an (ny, nx, 3) colour array (luminance by the network,
-        chroma by bicubic interpolation; an (f ny, f nx, 3) array returned).
+        A 2-D image, or a colour image: an (ny, nx, 3) array, or a (3, ny, nx) cube whose
+        third axis is ``BAND`` or untyped (see :ref:`data_model`)
+        (luminance by the network, chroma by bicubic interpolation).
     factor : {2, 4}
         Upsampling factor. 4 is two passes of an x2 model.
     model : str, PathLike or torch.nn.Module
@@ -110,9 +112,11 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     `~astropy.nddata.CCDData` or ndarray
         Shape times ``factor``, same unit, rescaled WCS, mask and NaN
         upsampled by nearest neighbour, header with provenance (``ANR_FACT``
-        the factor, ``ANR_FLUX`` the flux policy). Colour input gives an
-        (f ny, f nx, 3) float32 array (a masked array when the input was masked,
-        the mask upsampled by nearest neighbour).
+        the factor, ``ANR_FLUX`` the flux policy). A bare (ny, nx, 3) array
+        gives an (f ny, f nx, 3) float32 array (masked when the input was, the
+        mask upsampled by nearest neighbour); other colour input a
+        (3, f ny, f nx) CCDData cube with the same header keys and the
+        rescaled sky WCS plus a band axis.
 
     Raises
     ------
@@ -175,7 +179,7 @@ def resampled_header(header, factor, conserve):
     `PIXEL_LEVEL_KEYS` divided and `SURFACE_CONVERSION_KEYS` multiplied by
     ``factor**2``; ``history`` is the HISTORY line
     and ``keys`` the ``ANR_FACT``/``ANR_FLUX`` cards to add after provenance.
-    Used for 2-D results, chunked ones and the command line's colour cubes.
+    Used for 2-D, chunked and colour results.
     """
     policy = ("values divided by f**2 (per-pixel flux; image sum kept)" if conserve
               else "values kept (surface brightness; image mean kept)")

@@ -643,3 +643,53 @@ def test_rgba_cubes_and_planes_first_arrays_are_refused(tiny_model, tmp_path):
         _denoise(str(path), tiny_model)
     with pytest.raises(ValueError, match=r"\(ny, nx, 3\) colour image"):
         _denoise(fits.getdata(path)[:3], tiny_model)  # a bare array: planes go last
+
+
+def test_a_ccddata_colour_image_always_comes_back_as_a_cube(tiny_model):
+    cube = np.random.default_rng(6).uniform(0.1, 0.9, (3, *SHAPE)).astype(np.float32)
+    out = _denoise(CCDData(cube, unit="adu"), tiny_model)  # no header, no WCS
+    assert isinstance(out, CCDData) and out.shape == (3, *SHAPE) and out.unit == u.adu
+    planes_last = _denoise(CCDData(np.moveaxis(cube, 0, -1), unit="adu"), tiny_model)
+    assert isinstance(planes_last, CCDData) and planes_last.unit == u.adu
+    assert_allclose(planes_last.data, out.data, atol=1e-6)
+    assert isinstance(_denoise(np.moveaxis(cube, 0, -1), tiny_model), np.ndarray)  # bare
+
+
+def test_cube_uncertainty_in_the_cube_layout_and_as_one_map(tiny_model, tmp_path):
+    path, _ = _colour_cube_file(tmp_path)
+    cube = fits.getdata(path)
+    sigma = np.random.default_rng(7).uniform(0.05, 0.2, cube.shape).astype(np.float32)
+    given = _denoise(str(path), tiny_model, uncertainty=sigma)  # (3, ny, nx), as the data
+    assert_allclose(given.data, _denoise(str(path), tiny_model,
+                                         uncertainty=np.moveaxis(sigma, 0, -1)).data, atol=1e-6)
+    one_map = sigma[0]
+    header = fits.getheader(path)
+    own = parse_image(NDData(cube, meta=header, uncertainty=StdDevUncertainty(one_map)),
+                      allow_color=True)
+    assert_allclose(own.uncertainty, one_map)  # one map for all planes, not transposed
+
+
+def test_a_planes_last_image_with_a_3d_wcs_is_refused_before_any_work(tiny_model, tmp_path):
+    path, _ = _colour_cube_file(tmp_path)
+    cube = CCDData.read(path, unit="adu")
+    wrong = CCDData(np.moveaxis(cube.data, 0, -1), unit="adu", wcs=cube.wcs)
+    with pytest.raises(ValueError, match="needs a 2-D WCS, got one with 3 pixel axes"):
+        _denoise(wrong, tiny_model)
+
+
+def test_one_plane_with_the_cube_header_and_an_extension_header(tmp_path):
+    from astro_nn_restore import super_resolve
+    from astro_nn_restore.models.superres import SRResNet
+
+    path, wcs = _colour_cube_file(tmp_path)
+    with fits.open(path) as hdul:
+        plane, header = hdul[0].data[0].copy(), hdul[0].header.copy()
+    big = super_resolve(CCDData(plane, unit="adu", meta=header),
+                        model=SRResNet(channels=4, blocks=1), tile_size=32, overlap=8)
+    assert big.shape == (2 * SHAPE[0], 2 * SHAPE[1]) and big.wcs.pixel_shape == (112, 80)
+    extension = fits.ImageHDU(plane, header=WCS(_header()).to_header(), name="SCI")
+    extension.header["INHERIT"] = True
+    out = super_resolve(extension, model=SRResNet(channels=4, blocks=1), tile_size=32,
+                        overlap=8, unit="adu")
+    assert "INHERIT" not in out.header and "XTENSION" not in out.header
+    assert out.header["EXTNAME"] == "SCI"

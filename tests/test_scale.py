@@ -188,10 +188,17 @@ def test_cutouts_of_dask_and_memmap_images(sky, sky_file):
     assert_array_equal(stack.data, expected.data)
 
 
-def test_colour_input_is_refused_in_chunks(tmp_path):
-    rgb = da.zeros((32, 32, 3), chunks=16)
-    with pytest.raises(ValueError, match="2-D"):
-        denoise_residual(rgb, model=_perturbed(ResidualUNet(**LEVEL)), **TILING)
+def test_colour_input_is_processed_in_memory_not_in_chunks(tmp_path):
+    rgb = np.random.default_rng(2).uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    net = _perturbed(ResidualUNet(**LEVEL))
+    lazy = denoise_residual(da.from_array(rgb, chunks=16), model=net, **TILING)
+    assert_array_equal(lazy, denoise_residual(rgb, model=net, **TILING))
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.moveaxis(rgb, -1, 0), fits.Header({"CTYPE3": "BAND"})).writeto(cube)
+    with fits.open(cube) as hdul:  # memory-mapped
+        assert denoise_residual(hdul[0], model=net, **TILING).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="colour images are processed in memory: leave out out="):
+        denoise_residual(rgb, model=net, out=tmp_path / "out.fits", **TILING)
 
 
 def test_receptive_radius_and_depth():

@@ -250,3 +250,13 @@ def test_saving_to_a_name_that_is_not_fits_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not a FITS file name this package writes"):
         save_fits(tmp_path / "x.fits.fz", np.zeros((4, 4), np.float32), {"unit": ""})
     assert not (tmp_path / "x.fits.fz").exists()
+
+
+def test_save_drops_what_described_the_file_the_layer_came_from(tmp_path):
+    header = fits.Header({"OBJECT": "x", "DATAMIN": 0.0, "DATAMAX": 65535.0, "BZERO": 32768,
+                          "CHECKSUM": "0000000000000000", "DATASUM": "0", "INHERIT": True})
+    save_fits(tmp_path / "plane.fits", np.ones((8, 6), np.float32) * 5,
+              {"unit": "adu", "header": header})
+    written = fits.getheader(tmp_path / "plane.fits")
+    assert written["OBJECT"] == "x" and written["BITPIX"] == -32
+    assert not {"DATAMIN", "DATAMAX", "BZERO", "CHECKSUM", "DATASUM", "INHERIT"} & set(written)

@@ -48,11 +48,6 @@ FITS_SUFFIXES = READ_ENDINGS
 #: Set to 1 to let napari's File > Save replace existing FITS files.
 OVERWRITE_ENV = "ASTRO_NN_RESTORE_NAPARI_OVERWRITE"
 
-# header cards that describe the file layout, not the data: never copied to a new file
-_STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE",
-               "BZERO", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "BUNIT")
-
-
 def _is_fits(path):
     return isinstance(path, (str, os.PathLike)) and str(path).lower().endswith(FITS_SUFFIXES)
 
@@ -195,6 +190,7 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     loading) is an error naming the layer ``name``, never silently dropped or
     reused.
     """
+    from astro_nn_restore._nddata import strip_input_only_keys
     from astro_nn_restore.wcs_utils import band_cube_wcs, strip_wcs_keywords
 
     array = _fits_dtype(_native(np.asarray(data)), name)
@@ -203,13 +199,10 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         array = np.moveaxis(array, -1, 0)
         if wcs is not None and wcs.naxis == 2:
             wcs, note = band_cube_wcs(wcs, array.shape[1:], bands="RGBA"[:array.shape[0]])
-    header = strip_wcs_keywords(fits.Header(metadata.get("header") or fits.Header()))
+    header = strip_input_only_keys(strip_wcs_keywords(fits.Header(metadata.get("header")
+                                                                  or fits.Header())))
     if note:
         header.add_history(note)
-    for key in _STRUCTURAL:
-        header.remove(key, ignore_missing=True, remove_all=True)
-    for key in [k for k in header if k.startswith("NAXIS")]:
-        header.remove(key, ignore_missing=True, remove_all=True)
     if rgb and wcs is None:
         header["CTYPE3"] = ("BAND", "colour planes (read back as one colour layer)")
     if rgb:
