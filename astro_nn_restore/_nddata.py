@@ -109,8 +109,7 @@ def parse_image(data, *, allow_color=False, unit=None):
     if planes_first:
         array, wcs, mask, uncertainty = band_cube_planes(array, header, wcs, mask, uncertainty)
     array = _as_float_array(array, allow_color=allow_color)
-    if not planes_first:
-        wcs = _image_wcs(wcs, header, array.shape)
+    wcs = _image_wcs(wcs, header, array.shape)
     unit = _choose_unit(own_unit, header, unit)
     mask = None if mask is None else _checked_mask(mask, array.shape)
     bad = ~np.isfinite(array)
@@ -173,18 +172,15 @@ def _is_band_cube(array, header, wcs):
 def band_cube_planes(cube, header, wcs, mask, uncertainty):
     """A (3, ny, nx) colour cube as ``(rgb, wcs, mask, uncertainty)`` with its planes last.
 
-    The WCS is that of the first two axes (a copy); RGBA cubes are refused.
+    A 3-axis WCS is cut to its first two axes (`_image_wcs` then copies it, or
+    reads those two from the header); RGBA cubes are refused.
     """
     if np.shape(cube)[0] != 3:
         raise ValueError(f"the input is an RGBA ({np.shape(cube)[0]}, ny, nx) cube: restoration "
                          "takes the R, G, B planes; drop the alpha plane")
     ny, nx = np.shape(cube)[1:]
-    if wcs is not None:  # a copy either way: the output must not share the input's WCS
-        wcs = wcs.sub([1, 2]) if wcs.naxis == 3 else copy.deepcopy(wcs)
-    elif header:
-        wcs = _wcs_from_header(header)  # the first two axes
-    if wcs is not None:
-        wcs.pixel_shape = (nx, ny)  # not the cube's NAXIS3
+    if wcs is not None and wcs.naxis == 3:
+        wcs = wcs.sub([1, 2])
     return (_planes_last(cube), wcs, planes_last_if_cube(mask, ny, nx),
             planes_last_if_cube(uncertainty, ny, nx))
 

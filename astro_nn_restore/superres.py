@@ -153,15 +153,14 @@ def super_resolve(data, *, factor=2, model="default", flux_conserving=None, unit
     parsed = parse_image(data, allow_color=True, unit=unit)
     conserve = flux_policy(parsed.unit, flux_conserving, color=parsed.is_color)
     wcs = None if parsed.wcs is None else rescale_wcs(parsed.wcs, factor)
+    parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
     if parsed.is_color:
         rgb = _super_resolve_color(parsed, module, passes, tiling, conserve, factor)
-        parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
         return color_result(parsed, rgb, operation="super_resolve", model_card=card,
                             factor=factor, wcs=wcs, history=history, keys=keys)
     norm = estimate_normalization(parsed.data, bad=parsed.bad, uncertainty=parsed.uncertainty)
     output = _upsample_block(parsed.data, parsed.bad, norm=norm, module=module, passes=passes,
                              tiling=tiling, conserve=conserve)
-    parsed.meta, history, keys = resampled_header(parsed.meta, factor, conserve)
     result = repack(parsed, output, operation="super_resolve", model_card=card,
                     wcs=wcs,
                     mask=None if parsed.mask is None else _nearest(parsed.mask, factor),
