@@ -517,9 +517,8 @@ def _psf_path_and_hdu(psf):
 
 def _psf_source(psf):
     """Where the PSF came from, for the HISTORY note."""
-    if isinstance(psf, (str, os.PathLike)):
-        path, index = _psf_path_and_hdu(psf)
-        return f"{os.path.basename(path)}" + ("" if index is None else f"[{index}]")
+    if isinstance(psf, (str, os.PathLike)):  # "psf.fits" or "psf.fits[2]", as prepare_psf read it
+        return os.path.basename(os.fspath(psf))
     return type(psf).__name__
 
 

@@ -370,26 +370,15 @@ def _cube_round_trips(cube, wcs, shape):
 def _linear_fit(wcs, shape):
     """(WCS of the input's projection without distortion fitted to ``wcs`` over the image,
     largest sky offset and mean pixel size, both in arcsec)."""
-    from astropy.coordinates import SkyCoord
-    from astropy.wcs.utils import (
-        fit_wcs_from_points,
-        proj_plane_pixel_scales,
-        wcs_to_celestial_frame,
-    )
-
-    frame = wcs_to_celestial_frame(wcs)
-
-    def sky(w, x, y):
-        lon, lat = w.all_pix2world(x, y, 0)
-        return SkyCoord(lon, lat, unit="deg", frame=frame)
+    from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
 
     x, y = _grid(shape, _FIT_GRID)
-    points = sky(wcs, x, y)
+    points = wcs.pixel_to_world(x, y)  # SkyCoord in the WCS's frame, whatever its axis order
     finite = np.isfinite(points.spherical.lon.deg) & np.isfinite(points.spherical.lat.deg)
     linear = fit_wcs_from_points((x[finite], y[finite]), points[finite],
                                  projection=_undistorted(wcs))
     x, y = _grid(shape, _CHECK_GRID)
-    offsets = sky(wcs, x, y).separation(sky(linear, x, y)).arcsec
+    offsets = wcs.pixel_to_world(x, y).separation(linear.pixel_to_world(x, y)).arcsec
     pixel = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600)
     return linear, float(np.nanmax(offsets)), pixel
 

@@ -695,3 +695,4 @@ def test_band_cube_wcs_writes_no_wcs_rather_than_a_bad_one():
     assert "more than a pixel" in note
     assert not cube.has_celestial and cube.wcs.ctype[2] == "BAND"  # still read as colour
     assert cube.to_header()["CTYPE3"] == "BAND" and "A_ORDER" not in cube.to_header(relax=True)
+
