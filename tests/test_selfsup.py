@@ -276,3 +276,17 @@ def test_noise2noise_bad_folders(tmp_path, capsys):
     assert "exclude each other" in refused("--data", str(one), "--init", "default",
                                            "--self-supervised", "noise2void")
     assert not (tmp_path / "o").exists()
+
+
+def test_multi_extension_frames_sort_by_the_primary_date(tmp_path):
+    from astro_nn_restore.train.selfsup import load_frames
+
+    frames = dithered_frames([(0.0, 0.0), (0.6, 3.4)], n=64, seed=5)
+    folder = tmp_path / "mef"
+    folder.mkdir()
+    for name, frame, date in (("a.fits", frames[0], "2024-01-02"), ("b.fits", frames[1],
+                                                                     "2024-01-01")):
+        primary = fits.PrimaryHDU(header=fits.Header({"DATE-OBS": date}))
+        fits.HDUList([primary, fits.ImageHDU(frame, name="SCI")]).writeto(folder / name)
+    assert [f.path.name for f in load_frames(folder)] == ["b.fits",
+                                                               "a.fits"]

@@ -260,3 +260,14 @@ def test_save_drops_what_described_the_file_the_layer_came_from(tmp_path):
     written = fits.getheader(tmp_path / "plane.fits")
     assert written["OBJECT"] == "x" and written["BITPIX"] == -32
     assert not {"DATAMIN", "DATAMAX", "BZERO", "CHECKSUM", "DATASUM", "INHERIT"} & set(written)
+
+
+def test_a_colour_mask_is_kept_spread_or_refused_never_dropped(tmp_path):
+    rgb = np.random.default_rng(3).random((8, 6, 3)).astype(np.float32)
+    plane = np.zeros((8, 6), bool)
+    plane[2, 3] = True
+    save_fits(tmp_path / "spread.fits", rgb, {"unit": "", "mask": plane}, rgb=True)
+    with fits.open(tmp_path / "spread.fits") as hdul:
+        assert np.array_equal(hdul["MASK"].data.astype(bool), np.broadcast_to(plane, (3, 8, 6)))
+    with pytest.raises(ValueError, match=r"metadata\['mask'\] has shape \(4, 6\)"):
+        save_fits(tmp_path / "cropped.fits", rgb, {"unit": "", "mask": plane[:4]}, rgb=True)

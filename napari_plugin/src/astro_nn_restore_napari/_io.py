@@ -182,9 +182,9 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
 
     RGB data (ny, nx, 3) become a (3, ny, nx) cube with a band axis added to
     the WCS (`~astro_nn_restore.wcs_utils.band_cube_wcs`: a distorted WCS
-    becomes its linear fit, noted in HISTORY). A mask of the cube's shape
-    (read from a colour cube) is kept; an uncertainty, or a mask made for one
-    plane, is left out. The header loses its WCS and file-
+    becomes its linear fit, noted in HISTORY). A mask of the cube's or the
+    layer's shape is kept, and a one-plane (ny, nx) mask is applied to every
+    plane; an uncertainty is left out. The header loses its WCS and file-
     layout keywords; the WCS written is ``metadata["wcs"]``. An uncertainty or
     mask whose shape no longer matches the data (the data were changed after
     loading) is an error naming the layer ``name``, never silently dropped or
@@ -206,7 +206,7 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     if rgb and wcs is None:
         header["CTYPE3"] = ("BAND", "colour planes (read back as one colour layer)")
     if rgb:
-        uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape)
+        uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape, name)
     else:
         uncertainty, mask = _pixel_extras(metadata, array.shape, name)
     return CCDData(
@@ -227,16 +227,24 @@ def _fits_dtype(array, name):
     return array
 
 
-def _colour_mask(mask, shape):
-    """A colour layer's mask as a (planes, ny, nx) cube (read from one), else None."""
+def _colour_mask(mask, shape, name):
+    """A colour layer's mask as a (planes, ny, nx) cube; a mismatched one is an error.
+
+    ``shape`` is the cube's. The mask may be that cube's, the layer's
+    (ny, nx, planes), or one (ny, nx) plane for all planes.
+    """
     if mask is None:
         return None
     mask = np.asarray(mask, dtype=bool)
-    if mask.shape == shape:
-        return mask
     if mask.shape == (*shape[1:], shape[0]):  # (ny, nx, planes), as the layer holds its data
-        return np.moveaxis(mask, -1, 0)
-    return None  # made for one plane: left out, as documented
+        mask = np.moveaxis(mask, -1, 0)
+    elif mask.shape == shape[1:]:
+        mask = np.broadcast_to(mask, shape)
+    if mask.shape != shape:
+        raise ValueError(f"'{name}' has colour planes of shape {shape[1:]} but its "
+                         f"metadata['mask'] has shape {np.shape(mask)}: the data were changed "
+                         "after loading; crop or delete metadata['mask'] too, or reload the image")
+    return mask.copy()
 
 
 def _pixel_extras(metadata, shape, name):
