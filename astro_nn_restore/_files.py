@@ -10,7 +10,13 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FITS_ENDINGS", "READ_ENDINGS", "is_colour_cube", "replacing", "write_result"]
+import numpy as np
+from astropy.io import fits
+
+from ._warnings import warn
+
+__all__ = ["FITS_ENDINGS", "READ_ENDINGS", "image_header", "image_hdu_index", "is_colour_cube",
+           "read_image", "read_image_hdu", "replacing", "write_result"]
 
 #: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
 FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -76,10 +82,115 @@ def replacing(path, overwrite=False):
 
 def write_result(result, path, overwrite=False):
     """Write a `~astropy.nddata.CCDData` safely (`replacing`): header, WCS, unit,
-    mask and uncertainty (extra HDUs). ``path`` must have one of
-    the `FITS_ENDINGS` (astropy writes no tile-compressed ``.fits.fz``)."""
+    mask and uncertainty (extra HDUs), each HDU with fresh ``CHECKSUM`` and
+    ``DATASUM`` keys. ``path`` must have one of the `FITS_ENDINGS` (astropy
+    writes no tile-compressed ``.fits.fz``)."""
     if not os.fspath(path).lower().endswith(FITS_ENDINGS):
         raise ValueError(f"{os.fspath(path)} is not a FITS file name this package writes: "
                          f"use one of {', '.join(FITS_ENDINGS)}")
     with replacing(path, overwrite) as temp:
-        result.write(temp)
+        result.write(temp, checksum=True)
+
+
+def image_hdu_index(hdulist, index=None):
+    """Index of the image HDU to read: ``index``, or the first image HDU with data.
+
+    `ValueError` when there is none, or when ``index`` does not exist or holds
+    no image data.
+    """
+    if index is None:
+        for i, hdu in enumerate(hdulist):
+            if _holds_image(hdu):
+                return i
+        raise ValueError("the FITS file has no image HDU with data")
+    if not -len(hdulist) <= index < len(hdulist):
+        raise ValueError(f"the FITS file has {len(hdulist)} HDUs; HDU {index} does not exist")
+    if not _holds_image(hdulist[index]):
+        raise ValueError(f"HDU {index} of the FITS file holds no image data")
+    return index % len(hdulist)
+
+
+def _holds_image(hdu):
+    return hdu.is_image and hdu.data is not None and hdu.data.size > 0
+
+
+def image_header(hdulist, index):
+    """The header of image HDU ``index``, with the primary header's keys it inherits.
+
+    An extension inherits the primary header's keys it lacks (``TELESCOP``,
+    ``DATE-OBS``, ``EXPTIME``...) when it says ``INHERIT = T`` (the FITS
+    inheritance convention) or when the primary HDU holds no data (what
+    `~astropy.nddata.CCDData.read` does). The primary's WCS keys are not
+    inherited: the extension's own WCS, or none, describes its pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> hdulist = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"TELESCOP": "HST"})),
+    ...                         fits.ImageHDU(np.zeros((2, 2)), name="SCI")])
+    >>> image_header(hdulist, 1)["TELESCOP"]
+    'HST'
+    """
+    from .wcs_utils import strip_wcs_keywords
+
+    header = hdulist[index].header.copy()
+    if index == 0:
+        return header
+    primary = hdulist[0]
+    if primary.data is None or header.get("INHERIT") is True:
+        header.extend(strip_wcs_keywords(primary.header.copy()), unique=True)
+    return header
+
+
+def read_image_hdu(hdulist, index=None):
+    """``(data, header, mask, uncertainty)`` of one image HDU of an open HDUList.
+
+    ``data`` is the HDU's array as it is (not copied: a memory map stays one).
+    The header is `image_header`'s. Mask and uncertainty come from the
+    ``MASK`` and ``UNCERT`` extensions `~astropy.nddata.CCDData.write`
+    writes, when present; one whose shape or uncertainty type does not fit is
+    not used, with a warning.
+    """
+    index = image_hdu_index(hdulist, index)
+    data = hdulist[index].data
+    mask, uncertainty = _ccddata_extensions(hdulist, data.shape)
+    return data, image_header(hdulist, index), mask, uncertainty
+
+
+def read_image(path, index=None):
+    """`read_image_hdu` of a FITS file, its arrays read into memory."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such FITS file: {path}")
+    with fits.open(path, memmap=False) as hdulist:
+        data, header, mask, uncertainty = read_image_hdu(hdulist, index)
+        return np.array(data), header, mask, uncertainty
+
+
+def _ccddata_extensions(hdulist, shape):
+    """Mask and uncertainty of ``CCDData.write``'s ``MASK`` and ``UNCERT`` HDUs, if any."""
+    from astropy import nddata
+
+    mask = uncertainty = None
+    if _usable_extension(hdulist, "MASK", shape):
+        mask = hdulist["MASK"].data.astype(bool)
+    if _usable_extension(hdulist, "UNCERT", shape):
+        kind = hdulist["UNCERT"].header.get("UTYPE", "StdDevUncertainty")
+        classes = {c.__name__: c for c in (nddata.StdDevUncertainty, nddata.VarianceUncertainty,
+                                           nddata.InverseVariance)}
+        if kind in classes:
+            uncertainty = classes[kind](hdulist["UNCERT"].data)
+        else:
+            warn(f"the UNCERT extension's UTYPE {kind!r} is not one of {', '.join(classes)}: "
+                  "it is not used, the noise is estimated from the image")
+    return mask, uncertainty
+
+
+def _usable_extension(hdulist, name, shape):
+    if name not in hdulist or hdulist[name].data is None:
+        return False
+    if hdulist[name].data.shape != shape:
+        warn(f"the {name} extension has shape {hdulist[name].data.shape}, the image "
+              f"{shape}: it is not used")
+        return False
+    return True

@@ -25,6 +25,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.wcs import WCS
 
+from ._files import read_image, read_image_hdu
 from ._warnings import warn
 from .wcs_utils import strip_wcs_keywords
 
@@ -212,7 +213,8 @@ def _unpack(data):
     if isinstance(data, (str, os.PathLike)):
         return _unpack_hdulist_file(data)
     if isinstance(data, fits.HDUList):
-        return _unpack_hdu(_first_image_hdu(data))
+        array, header, mask, uncertainty = read_image_hdu(data)
+        return array, None, header, mask, uncertainty, None
     if isinstance(data, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
         return _unpack_hdu(data)
     if isinstance(data, tuple):
@@ -244,24 +246,12 @@ def _unpack_tuple(data):
 
 
 def _unpack_hdulist_file(path):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such FITS file: {path}")
-    with fits.open(path, memmap=False) as hdulist:
-        hdu = _first_image_hdu(hdulist)
-        array = np.array(hdu.data)  # read fully before the file closes
-        header = hdu.header.copy()
-    return array, None, header, None, None, None
+    array, header, mask, uncertainty = read_image(path)
+    return array, None, header, mask, uncertainty, None
 
 
 def _unpack_hdu(hdu):
     return hdu.data, None, hdu.header, None, None, None
-
-
-def _first_image_hdu(hdulist):
-    for hdu in hdulist:
-        if hdu.is_image and hdu.data is not None and hdu.data.size > 0:
-            return hdu
-    raise ValueError("the FITS file or HDUList has no image HDU with data")
 
 
 def _mask_of(array):

@@ -53,7 +53,7 @@ from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.wcs import WCS
 
 from . import _nddata
-from ._files import replacing
+from ._files import image_hdu_index, replacing
 from .wcs_utils import strip_wcs_keywords
 
 __all__ = ["DEFAULT_CHUNK", "is_chunked_input", "receptive_radius", "overlap_depth",
@@ -106,7 +106,7 @@ def _array_of(data):
 
 def _hdu_of(data):
     if isinstance(data, fits.HDUList):
-        return _nddata._first_image_hdu(data)
+        return data[image_hdu_index(data)]
     return data if isinstance(data, (fits.PrimaryHDU, fits.ImageHDU)) else None
 
 

@@ -39,7 +39,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from ._files import FITS_ENDINGS, write_result
+from ._files import FITS_ENDINGS, read_image, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -208,8 +208,7 @@ def _refuse_existing(paths, overwrite):
 
 
 def _read_input(path, hdu_index):
-    """Read one image HDU (data, header; mask and uncertainty extensions if present)."""
-    from astropy.io import fits
+    """Read one image HDU (data, inherited header; mask and uncertainty extensions if present)."""
     from astropy.nddata import NDData
 
     if Path(path).is_dir():
@@ -217,41 +216,12 @@ def _read_input(path, hdu_index):
                         f"'{PROG} batch OPERATION {path} -o OUT_DIR' for every file in it")
     if not Path(path).is_file():
         raise UserError(f"input file {path} not found")
-    with fits.open(path, memmap=False) as hdulist:
-        hdu = _pick_hdu(hdulist, hdu_index, path)
-        data, header = hdu.data.copy(), hdu.header.copy()
-        mask, uncertainty = _ccddata_extensions(hdulist, data.shape)
+    try:
+        data, header, mask, uncertainty = read_image(path, hdu_index)
+    except ValueError as err:
+        option = f" (--hdu {hdu_index})" if hdu_index is not None else ""
+        raise UserError(f"{path}{option}: {err}") from None
     return NDData(data, meta=header, mask=mask, uncertainty=uncertainty)
-
-
-def _pick_hdu(hdulist, index, path):
-    if index is None:
-        hdus = [h for h in hdulist if h.is_image and h.data is not None and h.data.size]
-        if not hdus:
-            raise UserError(f"{path} has no image HDU with data")
-        return hdus[0]
-    if not -len(hdulist) <= index < len(hdulist):
-        raise UserError(f"{path} has {len(hdulist)} HDUs; --hdu {index} does not exist")
-    hdu = hdulist[index]
-    if not hdu.is_image or hdu.data is None or hdu.data.size == 0:
-        raise UserError(f"HDU {index} of {path} holds no image data")
-    return hdu
-
-
-def _ccddata_extensions(hdulist, shape):
-    """Mask and uncertainty written by `CCDData.write` (MASK and UNCERT HDUs), if any."""
-    from astropy import nddata
-
-    mask = uncertainty = None
-    if "MASK" in hdulist and hdulist["MASK"].data is not None and hdulist["MASK"].shape == shape:
-        mask = hdulist["MASK"].data.astype(bool)
-    if "UNCERT" in hdulist and hdulist["UNCERT"].data is not None:
-        kind = hdulist["UNCERT"].header.get("UTYPE", "StdDevUncertainty")
-        cls = {c.__name__: c for c in (nddata.StdDevUncertainty, nddata.VarianceUncertainty,
-                                       nddata.InverseVariance)}.get(kind)
-        if cls is not None and hdulist["UNCERT"].shape == shape:
-            uncertainty = cls(hdulist["UNCERT"].data.copy())
-    return mask, uncertainty
 
 
 def _check_output(output, inputs):

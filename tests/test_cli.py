@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,11 @@ def test_mask_uncertainty_and_hdu(tmp_path, tiny_model, capsys):
     result = CCDData.read(out)
     assert_array_equal(result.mask, mask)
     assert result.unit == u.adu
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a wrong checksum warns
+        with fits.open(out, checksum=True) as hdul:
+            assert [h.name for h in hdul][:2] == ["PRIMARY", "MASK"]
+            assert all({"CHECKSUM", "DATASUM"} <= set(h.header) for h in hdul)
     # --hdu 0 is the image; the mask extension is not an image to denoise by mistake
     assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "0", "--overwrite")) == 0
     assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "7", "--overwrite")) == 2

@@ -15,6 +15,7 @@ from astropy.wcs import WCS, find_all_wcs
 from numpy.testing import assert_allclose, assert_array_equal
 
 from astro_nn_restore import __version__
+from astro_nn_restore._files import read_image
 from astro_nn_restore._nddata import parse_image
 
 torch = pytest.importorskip("torch")
@@ -393,6 +394,59 @@ def test_output_header_drops_what_only_described_the_input_file(tiny_model, tmp_
         with fits.open(written, checksum=True) as hdul:
             assert hdul[0].header["BITPIX"] == -32 and hdul[0].data.shape == data.shape
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("as_hdulist", [False, True])
+def test_a_file_keeps_its_mask_and_uncertainty_extensions(tiny_model, tmp_path, as_hdulist):
+    """A path or HDUList of a CCDData file: MASK and UNCERT are used, as by CCDData.read."""
+    mask = np.zeros(SHAPE, bool)
+    mask[3:6, 4:9] = True
+    path = tmp_path / "ccd.fits"
+    CCDData(_data(), unit="adu", wcs=_wcs(), mask=mask,
+            uncertainty=StdDevUncertainty(np.full(SHAPE, 5.0))).write(path)
+    with fits.open(path) as hdulist:
+        out = _denoise(hdulist if as_hdulist else str(path), tiny_model)
+    np.testing.assert_array_equal(out.mask, mask)
+    assert out.header["HISTORY"][-1].endswith("noise sigma from the input's uncertainty")
+    _same_wcs(out.wcs, _wcs())
+
+
+def test_a_mask_extension_of_another_shape_is_not_used_with_a_warning(tiny_model, tmp_path):
+    path = tmp_path / "mef.fits"
+    fits.HDUList([fits.PrimaryHDU(_data()), fits.ImageHDU(np.zeros((3, 3), np.uint8),
+                                                           name="MASK")]).writeto(path)
+    with pytest.warns(AstropyUserWarning, match=r"MASK extension has shape \(3, 3\)"):
+        out = _denoise(str(path), tiny_model)
+    assert out.mask is None or not out.mask.any()
+
+
+@pytest.mark.parametrize("primary_data, inherit, inherited", [
+    (False, None, True),  # an empty primary: as CCDData.read
+    (True, True, True),  # INHERIT = T
+    (True, None, False),  # a primary image of its own and no INHERIT: nothing inherited
+])
+def test_an_extension_inherits_the_primary_keys(tiny_model, tmp_path, primary_data, inherit,
+                                                 inherited):
+    primary = fits.PrimaryHDU(_data(1)[:8, :8] if primary_data else None)
+    primary.header.update(TELESCOP="Blanco", EXPTIME=90.0, OBJECT="primary", CRVAL1=1.0,
+                          CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CDELT1=-1.0, CDELT2=1.0)
+    header = _wcs().to_header()
+    header.update(OBJECT="ccd 1", BUNIT="adu")
+    if inherit is not None:
+        header["INHERIT"] = inherit
+    path = tmp_path / "mef.fits"
+    fits.HDUList([primary, fits.ImageHDU(_data(), header, name="SCI")]).writeto(path)
+    data, header = read_image(path, 1)[:2]  # the command line's --hdu 1
+    outputs = [_denoise(NDData(data, meta=header), tiny_model)]
+    if not primary_data:  # the first image HDU: what a path or HDUList input reads
+        with fits.open(path) as hdulist:
+            outputs += [_denoise(source, tiny_model) for source in (str(path), hdulist)]
+    for out in outputs:
+        assert out.header["OBJECT"] == "ccd 1"  # the extension's own keys win
+        assert ("TELESCOP" in out.header) == inherited
+        assert out.header.get("EXPTIME") == (90.0 if inherited else None)
+        _same_wcs(out.wcs, _wcs())  # the primary's WCS keys are not inherited
+        assert "INHERIT" not in out.header
 
 
 def test_provenance_for_a_module(tiny_model):

@@ -307,3 +307,28 @@ def test_fine_tuning_keeps_the_init_models_factor_and_kind(tmp_path, arch):
     assert card["factor"] == module.factor == 4
     assert card["architecture"] == first["architecture"]
     assert super_resolve(np.ones((8, 8)), model=module, factor=4).shape == (32, 32)
+
+
+def test_add_blocks_grows_the_init_model_without_changing_its_output(tmp_path, capsys, sky):
+    from astro_nn_restore.train.__main__ import main
+
+    common = ["--batch-size", "2", "--patch-size", "32", "--val-every", "1", "--threads", "1",
+              "--checkpoint-every", "1", "--precision", "fp32", "--n-simulated", "1"]
+    assert main(["superres", "--out", str(tmp_path / "a"), "--name", "sr-a", "--steps", "2",
+                 "--lr", "1e-2", "--arch", '{"channels": 4, "blocks": 1}', *common]) == 0
+    start = tmp_path / "a" / "sr-a.safetensors"
+    assert main(["superres", "--out", str(tmp_path / "b"), "--name", "sr-b", "--steps", "0",
+                 "--init", str(start), "--add-blocks", "2", *common]) == 0
+    grown, card = load_model(tmp_path / "b" / "sr-b.safetensors", task="superres")
+    assert card["arguments"]["blocks"] == grown.config["blocks"] == 3
+    assert "--add-blocks 2" in card["training"]["command"]
+    before = super_resolve(sky, model=start)
+    untrained = super_resolve(sky, model=SRResNet(channels=4, blocks=1))  # bicubic, projected
+    assert not np.allclose(before.data, untrained.data)
+    np.testing.assert_allclose(super_resolve(sky, model=grown).data, before.data, rtol=1e-6)
+    for refused in (["--arch", '{"channels": 4, "blocks": 1}'],
+                    ["--init", str(start), "--add-blocks", "-1"]):
+        assert main(["superres", "--out", str(tmp_path / "c"), "--steps", "1", *refused,
+                     *([] if "--add-blocks" in refused else ["--add-blocks", "1"]),
+                     *common]) == 2
+        assert "--add-blocks" in capsys.readouterr().err

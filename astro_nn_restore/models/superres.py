@@ -163,6 +163,39 @@ class SRResNet(_SuperResolution):
         nn.init.zeros_(self.tail[1].weight)
         nn.init.zeros_(self.tail[1].bias)
 
+    def deepened(self, extra_blocks):
+        """A copy with ``extra_blocks`` more residual blocks, computing the same function.
+
+        The new blocks go after the existing ones. A `ResBlock` starts with its
+        last convolution at zero, i.e. as the identity, so the deeper network's
+        output equals this one's until training changes it (growing a trained
+        model instead of training a larger one from scratch).
+
+        Examples
+        --------
+        >>> import torch
+        >>> net = SRResNet(channels=8, blocks=1)
+        >>> _ = torch.nn.init.normal_(net.tail[1].weight)
+        >>> deeper = net.deepened(2)
+        >>> deeper.config["blocks"]
+        3
+        >>> x = torch.rand(1, 1, 8, 8)
+        >>> bool(torch.equal(deeper(x), net(x)))
+        True
+        """
+        if int(extra_blocks) != extra_blocks or extra_blocks < 1:
+            raise ValueError(f"extra_blocks must be a positive integer, got {extra_blocks!r}")
+        blocks = self.config["blocks"]
+        deeper = type(self)(**{**self.config, "blocks": blocks + int(extra_blocks)})
+        old_conv, new_conv = f"body.{blocks}.", f"body.{blocks + int(extra_blocks)}."
+        state = {(new_conv + key[len(old_conv):] if key.startswith(old_conv) else key): value
+                 for key, value in self.state_dict().items()}
+        missing, unexpected = deeper.load_state_dict(state, strict=False)
+        fresh = {f"body.{i}." for i in range(blocks, blocks + int(extra_blocks))}
+        if unexpected or not all(key[:key.index(".", 5) + 1] in fresh for key in missing):
+            raise RuntimeError(f"cannot deepen: unexpected {unexpected}, missing {missing}")
+        return deeper.train(self.training)
+
     @property
     def receptive_radius(self):
         """Receptive-field radius in input pixels (tiles should overlap 4x this)."""

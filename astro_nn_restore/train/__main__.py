@@ -68,6 +68,10 @@ def build_parser():
             sub.add_argument("--consistency-weight", type=float, default=None,
                              help="weight of the latent-consistency term between two noise "
                                   "draws of each cutout (default: 0, off)")
+        if name == "superres":
+            sub.add_argument("--add-blocks", type=int, default=None, metavar="N",
+                             help="with --init: append N residual blocks (starting as the "
+                                  "identity) to the initial SRResNet before fine-tuning")
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
@@ -136,7 +140,7 @@ def main(argv=None):
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
     for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share",
-                   "consistency_weight"):
+                   "consistency_weight", "add_blocks"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

@@ -27,7 +27,10 @@ relative to each patch's peak (bright cores, which dominate PSNR).
 
 Pick the architecture with ``--arch``: ``'{"name": "srcnn"}'`` trains SRCNN;
 other keys are the architecture's arguments (``'{"channels": 48}'``).
-``--init MODEL`` fine-tunes a trained model instead.
+``--init MODEL`` fine-tunes a trained model instead; ``--add-blocks N`` with it
+appends N residual blocks to its SRResNet, starting as the identity
+(`~astro_nn_restore.models.superres.SRResNet.deepened`), so the deeper net
+starts from the trained one's output.
 """
 
 import numpy as np
@@ -77,6 +80,17 @@ def _skies(seed, n):
     return ImagePool.simulated(seed=seed, n=n, fwhm_range=FWHM_RANGE, diffuse_share=DIFFUSE_SHARE)
 
 
+def _check_add_blocks(config, name):
+    """``--add-blocks`` (0 when absent): only for growing an ``--init`` SRResNet."""
+    add = config.extra.get("add_blocks", 0)
+    if add and (config.extra.get("init") is None or name != "default"):
+        raise ValueError("--add-blocks grows the residual net of an --init model: give "
+                         "--init with a default-architecture (SRResNet) model")
+    if add < 0:
+        raise ValueError(f"--add-blocks must be >= 1, got {add}")
+    return add
+
+
 class SuperResTask(TrainTask):
     task = "superres"
     training_data = describe_real_share(REAL_SHARE)
@@ -90,12 +104,16 @@ class SuperResTask(TrainTask):
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
         # a fine-tuned model keeps the class of its card (see `initial_model`)
         self.cls = None if config.extra.get("init") is not None else ARCHITECTURES[name]
+        self.add_blocks = _check_add_blocks(config, name)
+        if self.add_blocks:
+            self.arguments["blocks"] += self.add_blocks
         self.real = ImagePool.real(folder=config.data)
         self.simulated = _skies(config.seed, config.extra.get("n_simulated", 96))
         self._validation = None
 
     def build_model(self):
-        return initial_model(self.config, self.task, lambda: self.cls(**self.arguments))
+        model = initial_model(self.config, self.task, lambda: self.cls(**self.arguments))
+        return model.deepened(self.add_blocks) if self.add_blocks else model
 
     def _crop(self, rng, size):
         pool = self.real if rng.random() < REAL_SHARE else self.simulated

@@ -37,7 +37,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from astro_nn_restore._files import READ_ENDINGS, is_colour_cube
+from astro_nn_restore._files import READ_ENDINGS, image_hdu_index, image_header, is_colour_cube
 
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
            "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
@@ -82,13 +82,6 @@ def _stem(path):
     return Path(path).stem
 
 
-def _first_image_index(hdulist):
-    for index, hdu in enumerate(hdulist):
-        if hdu.is_image and hdu.data is not None and hdu.data.size > 0:
-            return index
-    raise ValueError("the FITS file has no image HDU with data")
-
-
 def _unit_from_header(header):
     """(unit or None to let CCDData read BUNIT, note or None)."""
     bunit = str(header.get("BUNIT", "")).strip()
@@ -108,14 +101,15 @@ def layer_data_from_file(file, *, name, source=None):
     """Layer-data tuple for the first image HDU of a FITS file (a path, or its bytes).
 
     The data, unit, WCS, uncertainty and mask are read by `CCDData.read`; the
-    header is the HDU's full header.
+    header is the HDU's full header, with the primary header's keys an
+    extension inherits (`astro_nn_restore._files.image_header`).
     """
     def opened():
         return io.BytesIO(file) if isinstance(file, bytes) else file
 
     with fits.open(opened(), memmap=False) as hdulist:
-        index = _first_image_index(hdulist)
-        header = hdulist[index].header.copy()
+        index = image_hdu_index(hdulist)
+        header = image_header(hdulist, index)
     unit, note = _unit_from_header(header)
     kwargs = {"hdu": index} if unit is None else {"hdu": index, "unit": unit}
     ccd = CCDData.read(opened(), format="fits", **kwargs)
