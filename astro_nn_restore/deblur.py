@@ -63,8 +63,8 @@ from ._warnings import warn
 from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
 
-__all__ = ["deblur", "prepare_psf", "psf_stamp", "wiener_prefilter", "wiener_radius",
-           "conserve_flux", "estimate_white_noise"]
+__all__ = ["deblur", "prepare_psf", "psf_stamp", "wiener_prefilter", "wiener_prefilters",
+           "wiener_radius", "conserve_flux", "estimate_white_noise"]
 
 
 def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile_size=256,
@@ -200,7 +200,7 @@ def _deblur_block(image, bad, sigma=None, *, norm, kernel, module, tiling):
         s = norm.forward_sigma(sigma)
         s[~np.isfinite(s) | (s <= 0) | bad] = 1.0
     network, lambdas = _conditioned(module, kernel)
-    prefiltered = [x if kernel is None else wiener_prefilter(x, kernel, lam) for lam in lambdas]
+    prefiltered = [x] * len(lambdas) if kernel is None else wiener_prefilters(x, kernel, lambdas)
     out = run_network(network, np.stack([x, s, *prefiltered]), **tiling)[0]
     if kernel is not None:
         out = out + _local_flux_correction(out, x, bad, kernel)
@@ -589,6 +589,24 @@ def wiener_prefilter(image, kernel, lam):
     >>> round(float(sharp.sum()), 2), round(float(blurred[32, 32]), 1), round(float(sharp[32, 32]))
     (99.99, 9.3, 43)
     """
+    return wiener_prefilters(image, kernel, [lam])[0]
+
+
+def wiener_prefilters(image, kernel, lambdas):
+    """`wiener_prefilter` of ``image`` for each ``lam`` in ``lambdas``.
+
+    The padded image and the PSF are Fourier-transformed once for all of
+    them. Returns a list of float32 arrays, one per ``lam``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_nn_restore.simulate import psf_gaussian
+    >>> image = np.random.default_rng(0).normal(size=(40, 50))
+    >>> both = wiener_prefilters(image, psf_gaussian(2.0), [0.02, 0.002])
+    >>> bool(np.allclose(both[1], wiener_prefilter(image, psf_gaussian(2.0), 0.002), atol=1e-6))
+    True
+    """
     from scipy import fft
 
     pad_y, pad_x = kernel.shape[0] + 16, kernel.shape[1] + 16
@@ -601,9 +619,11 @@ def wiener_prefilter(image, kernel, lam):
     psf[:ky, :kx] = kernel
     psf = np.roll(psf, (-(ky // 2), -(kx // 2)), axis=(0, 1))  # centre at the origin
     transfer = fft.rfft2(psf)
-    gain = np.conj(transfer) / (np.abs(transfer) ** 2 + lam)
-    out = fft.irfft2(fft.rfft2(padded, shape, workers=-1) * gain, shape, workers=-1)
-    return out[pad_y : pad_y + image.shape[0], pad_x : pad_x + image.shape[1]].astype(np.float32)
+    spectrum = fft.rfft2(padded, shape, workers=-1) * np.conj(transfer)
+    power = np.abs(transfer) ** 2
+    window = np.s_[pad_y : pad_y + image.shape[0], pad_x : pad_x + image.shape[1]]
+    return [fft.irfft2(spectrum / (power + lam), shape, workers=-1)[window].astype(np.float32)
+            for lam in lambdas]
 
 
 def wiener_radius(kernel, lam, *, tol=1e-7):

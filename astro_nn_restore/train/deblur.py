@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from ..datasets import DIFFUSE_SHARE, ImagePool, describe_real_share, hubble_deep_field
-from ..deblur import psf_stamp, wiener_prefilter
+from ..deblur import psf_stamp, wiener_prefilters
 from ..degrade import blur
 from ..models.deblur import PSF_SIZE, DeblurUNet
 from ..models.deblur import compress as compress_output
@@ -131,7 +131,7 @@ def make_blurred_sample(clean, rng, *, hide=False, noise_fraction=None,
         prefiltered = [x] * len(wiener_lambdas)
         stamp = np.full((PSF_SIZE, PSF_SIZE), np.nan, np.float32)
     else:
-        prefiltered = [wiener_prefilter(x, kernel, lam) for lam in wiener_lambdas]
+        prefiltered = wiener_prefilters(x, kernel, wiener_lambdas)
         stamp = psf_stamp(kernel, PSF_SIZE)
     inputs = np.stack([x, s, *prefiltered]).astype(np.float32)
     return inputs, stamp, target[None].astype(np.float32)
