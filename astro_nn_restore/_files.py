@@ -93,7 +93,8 @@ def write_result(result, path, overwrite=False):
 
 
 def image_hdu_index(hdulist, index=None):
-    """Index of the image HDU to read: ``index``, or the first image HDU with data.
+    """Index of the image HDU to read: ``index`` (a number or an ``EXTNAME``), or
+    the first image HDU with data.
 
     `ValueError` when there is none, or when ``index`` does not exist or holds
     no image data.
@@ -103,6 +104,13 @@ def image_hdu_index(hdulist, index=None):
             if _holds_image(hdu):
                 return i
         raise ValueError("the FITS file has no image HDU with data")
+    if isinstance(index, str):
+        try:
+            index = hdulist.index_of(index)
+        except KeyError:
+            names = [hdu.name for hdu in hdulist]
+            raise ValueError(f"the FITS file has no HDU named {index!r} (its HDUs: "
+                             f"{', '.join(names)})") from None
     if not -len(hdulist) <= index < len(hdulist):
         raise ValueError(f"the FITS file has {len(hdulist)} HDUs; HDU {index} does not exist")
     if not _holds_image(hdulist[index]):

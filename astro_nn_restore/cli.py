@@ -35,6 +35,7 @@ load, an input that cannot be parsed, an existing output) print one line
 """
 
 import argparse
+import re
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -144,11 +145,13 @@ def _add_tiling_options(parser):
 
 def _add_operation(subparsers, name, import_path, extra_options):
     parser = subparsers.add_parser(name, help=f"run {import_path.rsplit('.', 1)[1]} on a FITS file")
-    parser.add_argument("input", help="input FITS file")
+    parser.add_argument("input", help="input FITS file (FILE[K] or FILE[EXTNAME] picks an HDU)")
     parser.add_argument("-o", "--output", required=True, help="output FITS file")
     _add_tiling_options(parser)
     _add_unit_option(parser)
-    parser.add_argument("--hdu", type=int, help="HDU index (default: the first image HDU)")
+    parser.add_argument("--hdu", type=_hdu_spec,
+                        help="HDU index or EXTNAME (default: the first image HDU); "
+                             "INPUT[1] or INPUT[SCI] says the same")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     extra = []
     for flags, kwargs in extra_options:
@@ -237,10 +240,30 @@ def _check_output(output, inputs):
                             "choose another output file")
 
 
+def _input_and_hdu(given, hdu):
+    """(path, HDU) of the input: ``file.fits[1]`` and ``file.fits[SCI]`` name an HDU too.
+
+    The bracket is read as an HDU only when ``given`` is not itself a file.
+    """
+    match = re.fullmatch(r"(.+)\[([^\[\]]+)\]", given)
+    if match is None or Path(given).exists() or not Path(match[1]).is_file():
+        return given, hdu
+    if hdu is not None:
+        raise UserError(f"{given} names its HDU; leave out --hdu {hdu}")
+    return match[1], _hdu_spec(match[2])
+
+
+def _hdu_spec(text):
+    """An HDU index (``1``, ``-1``) or an EXTNAME (``SCI``)."""
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else text
+
+
 def _run_operation(args):
-    _check_output(args.output, [args.input])
+    path, hdu = _input_and_hdu(args.input, args.hdu)
+    _check_output(args.output, [path])
     _refuse_existing([args.output], args.overwrite)
-    data = _read_input(args.input, args.hdu)
+    data = _read_input(path, hdu)
     operation = _resolve(args.import_path)
     if data.data.ndim == 3 and operation.__name__ == "colorize":
         raise UserError(f"colorize takes a greyscale 2-D image; {args.input} is a colour "

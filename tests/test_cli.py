@@ -188,6 +188,25 @@ def test_hdu_option_and_unit(tmp_path, tiny_model, capsys):
     _one_line_error(capsys, "no image data")
 
 
+def test_an_hdu_by_bracket_or_extname(tmp_path, tiny_model, capsys):
+    """FILE[K], FILE[EXTNAME] and --hdu EXTNAME pick the HDU, as astropy and cfitsio spell it."""
+    rng = np.random.default_rng(6)
+    sci, other = (rng.normal(level, 3, SHAPE).astype(np.float32) for level in (100, 500))
+    src, out = tmp_path / "mef.fits", tmp_path / "out.fits"
+    fits.HDUList([fits.PrimaryHDU(other, fits.Header({"BUNIT": "adu"})),
+                  fits.ImageHDU(sci, fits.Header({"BUNIT": "adu"}), name="SCI")]).writeto(src)
+    for given, extra in ((f"{src}[1]", ()), (f"{src}[sci]", ()), (str(src), ("--hdu", "SCI"))):
+        assert cli.main(_denoise_args(given, out, tiny_model[0], "--overwrite", *extra)) == 0
+        assert abs(np.median(CCDData.read(out).data) - 100) < 5, given
+    assert cli.main(_denoise_args(f"{src}[1]", out, tiny_model[0], "--overwrite",
+                                  "--hdu", "0")) == 2
+    _one_line_error(capsys, "names its HDU", "--hdu 0")
+    assert cli.main(_denoise_args(src, out, tiny_model[0], "--overwrite", "--hdu", "DQ")) == 2
+    _one_line_error(capsys, "no HDU named 'DQ'", "PRIMARY, SCI")
+    assert cli.main(_denoise_args(f"{src}[1]", src, tiny_model[0], "--overwrite")) == 2
+    _one_line_error(capsys, "is the input")
+
+
 def test_progress(image_file, tmp_path, tiny_model, capsys):
     assert cli.main(_denoise_args(image_file, tmp_path / "o.fits", tiny_model[0],
                                   "--progress")) == 0
