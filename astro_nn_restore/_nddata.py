@@ -17,11 +17,13 @@ Policy (documented in ``docs/data_model.rst``):
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
 from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.wcs import WCS
 
@@ -142,6 +144,11 @@ def _image_wcs(wcs, header, shape):
     """The 2-D WCS of a (ny, nx) or (ny, nx, 3) image: a copy of the input's, or the header's."""
     if wcs is None:
         wcs = _wcs_from_header(header) if header else None
+    elif not isinstance(wcs, WCS):
+        raise TypeError(f"the input's WCS is a {type(wcs).__name__} (an APE 14 view, such as "
+                        "slicing an NDData gives); these operations need an astropy.wcs.WCS "
+                        "with two pixel axes: slice the FITS WCS itself (wcs.celestial, "
+                        "wcs.sub(2)) and pass it with the image")
     else:
         wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
     if wcs is None:
@@ -208,6 +215,9 @@ def _unpack(data):
         if getattr(data, "flags", None) is not None:
             warn("the input's flags are not carried to the result (its data, unit, WCS, "
                  "header, mask and uncertainty are); turn the flags you need into the mask")
+        if getattr(data, "psf", None) is not None:
+            warn("the input's psf is not carried to the result (deblur uses it as its PSF "
+                 "when psf= is not given)")
         header = _header_from_meta(data.meta)
         return data.data, data.wcs, header, data.mask, data.uncertainty, data.unit
     if isinstance(data, (str, os.PathLike)):
@@ -259,12 +269,25 @@ def _mask_of(array):
 
 
 def _header_from_meta(meta):
+    """A FITS header of an NDData's meta: every entry a card can hold, the others warned about.
+
+    Keys longer than eight characters become HIERARCH cards and ``(value,
+    comment)`` tuples a value with its comment, as `~astropy.nddata.CCDData.write`
+    writes them.
+    """
     if isinstance(meta, fits.Header):
         return meta
-    header = fits.Header()
+    header, dropped = fits.Header(), []
     for key, value in (meta or {}).items():
-        if isinstance(value, (str, int, float, bool, np.number)) and len(str(key)) <= 8:
-            header[str(key)] = value
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", VerifyWarning)  # "a HIERARCH card will be created"
+                header[str(key)] = value
+        except (ValueError, TypeError):
+            dropped.append(str(key))
+    if dropped:
+        warn(f"meta entries a FITS header card cannot hold are not carried to the result: "
+             f"{', '.join(dropped)}")
     return header
 
 
@@ -357,14 +380,31 @@ def _wcs_from_header(header):
     return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
 
 
+def unit_from_bunit(text):
+    """The unit of a ``BUNIT`` value, read as `~astropy.nddata.CCDData.read` reads it.
+
+    ``'ADU'`` and the spellings CCDData knows are not FITS units
+    (``'ELECTRONS/S'``, HST's) are accepted; anything else astropy cannot parse
+    raises `ValueError`.
+
+    Examples
+    --------
+    >>> unit_from_bunit("ELECTRONS/S"), unit_from_bunit("ADU"), unit_from_bunit("MJy/sr")
+    (Unit("electron / s"), Unit("adu"), Unit("MJy / sr"))
+    """
+    text = str(text).strip()
+    if text.lower() == "adu":
+        return u.adu
+    known = CCDData.known_invalid_fits_unit_strings
+    return known[text] if text in known else u.Unit(text, parse_strict="raise")
+
+
 def _choose_unit(own_unit, header, unit):
     if own_unit is not None:
         return u.Unit(own_unit)
     if "BUNIT" in header and str(header["BUNIT"]).strip():
-        if str(header["BUNIT"]).strip().lower() == "adu":  # 'ADU' is common, as CCDData.read knows
-            return u.adu
         try:
-            return u.Unit(header["BUNIT"], parse_strict="raise")
+            return unit_from_bunit(header["BUNIT"])
         except ValueError as err:
             if unit is None:
                 raise ValueError(
@@ -411,8 +451,9 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
     if uncertainty is not None:
         if parsed.planes_first:  # given in the layout of the input cube
             uncertainty = planes_last_if_cube(uncertainty, *parsed.data.shape[:2])
-        if np.isscalar(uncertainty):
-            return np.full(parsed.data.shape[:2], scalar_sigma(uncertainty), dtype=np.float32)
+        if is_one_value(uncertainty):
+            return np.full(parsed.data.shape[:2], scalar_sigma(uncertainty, parsed.unit),
+                           dtype=np.float32)
         return warn_unknown_sigma(as_std_array(uncertainty, parsed.data.shape, parsed.unit,
                                           parsed.bad), parsed.bad)
     if parsed.uncertainty is not None:
@@ -427,7 +468,7 @@ def noise_map(parsed, uncertainty, *, gain=None, read_noise=None, sky=None, from
 def noise_note(operation, uncertainty, own_uncertainty):
     """The HISTORY line saying where the network's noise map came from (`noise_map`)."""
     if uncertainty is not None:
-        source = "the uncertainty argument" + (" (one value)" if np.isscalar(uncertainty)
+        source = "the uncertainty argument" + (" (one value)" if is_one_value(uncertainty)
                                                else "")
     elif own_uncertainty is not None:
         source = "the input's uncertainty"
@@ -450,8 +491,25 @@ def refuse_negative_sigma(values, bad=None):
     return values
 
 
-def scalar_sigma(uncertainty):
-    """A number given as ``uncertainty=``, or a ValueError unless it is finite and > 0."""
+def is_one_value(uncertainty):
+    """Whether ``uncertainty=`` is one value for every pixel (a number, 0-d array or Quantity)."""
+    return not hasattr(uncertainty, "represent_as") and np.ndim(uncertainty) == 0
+
+
+def scalar_sigma(uncertainty, unit):
+    """One value given as ``uncertainty=``, in ``unit``; a ValueError unless finite and > 0.
+
+    A `~astropy.units.Quantity` is converted to the data's unit.
+    """
+    if isinstance(uncertainty, u.Quantity):
+        try:
+            uncertainty = uncertainty.to_value(unit)
+        except u.UnitConversionError:
+            raise ValueError(f"uncertainty={uncertainty} is not in the data's unit "
+                             f"({unit.to_string() or 'dimensionless'}) or one convertible to "
+                             "it") from None
+    elif isinstance(uncertainty, np.ndarray):
+        uncertainty = uncertainty.item()
     return non_negative_number(uncertainty, "uncertainty", positive=True,
                                meaning=" (a standard deviation in the data's unit)")
 

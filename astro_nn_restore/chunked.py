@@ -166,7 +166,7 @@ def _lazy_image(data, unit, chunks):
     # native byte order, chunk by chunk; overflow is refused as in memory, when a chunk is read
     array = array.map_blocks(_nddata.float32_checked, dtype=np.float32)
     header = fits.Header() if header is None else header.copy()
-    wcs = _nddata._wcs_from_header(header) if wcs is None and header else wcs
+    wcs = _nddata._image_wcs(wcs, header, array.shape)  # a copy: the input's stays untouched
     unit = _nddata._choose_unit(own_unit, header, unit)
     bad = ~da.isfinite(array)
     if mask is not None:
@@ -197,8 +197,8 @@ def lazy_sigma(uncertainty, reference, unit, bad=None):
     """
     import dask.array as da
 
-    if np.isscalar(uncertainty):
-        return da.full(reference.shape, _nddata.scalar_sigma(uncertainty), dtype=np.float32,
+    if _nddata.is_one_value(uncertainty):
+        return da.full(reference.shape, _nddata.scalar_sigma(uncertainty, unit), dtype=np.float32,
                        chunks=reference.chunks)
     if not hasattr(uncertainty, "represent_as"):
         uncertainty = StdDevUncertainty(uncertainty)
@@ -209,7 +209,9 @@ def lazy_sigma(uncertainty, reference, unit, bad=None):
     sigma = {"VarianceUncertainty": da.sqrt, "InverseVariance": lambda v: 1 / da.sqrt(v)}.get(
         kind, lambda s: s)(sigma)
     own = uncertainty.unit
-    if own is not None and kind == "StdDevUncertainty" and own != unit:
+    if own is not None:  # the unit of the standard deviation (mJy**2 -> mJy, 1/Jy**2 -> Jy)
+        own = {"VarianceUncertainty": own**0.5, "InverseVariance": own**-0.5}.get(kind, own)
+    if own is not None and own != unit:
         sigma = sigma * (1 * own).to_value(unit)
     return sigma.astype(np.float32)
 

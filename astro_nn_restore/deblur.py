@@ -82,8 +82,10 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         1. Odd sizes are taken as centred on the central pixel; even sizes
         are resampled onto an odd grid centred on their centroid (see
         `prepare_psf`). A FITS file with several image HDUs needs the one
-        meant: ``"psf.fits[2]"``; the HISTORY records which. Default: blind
-        deblurring (see the module docstring for the PSF range).
+        meant: ``"psf.fits[2]"``; the HISTORY records which. Default: the
+        input's own ``psf`` (an `~astropy.nddata.NDData` attribute) when it
+        has one, else blind deblurring (see the module docstring for the PSF
+        range).
     uncertainty : ndarray, NDUncertainty or float, optional
         Noise per pixel (standard deviation, data unit). Default: the
         input's uncertainty, or else measured on the image by
@@ -147,8 +149,9 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     True
     """
     module, card = load_model(model, task="deblur")
+    psf, source = _given_or_own_psf(psf, data)
     kernel = None if psf is None else prepare_psf(psf)
-    psf_note = _psf_note(kernel, None if psf is None else _psf_source(psf))
+    psf_note = _psf_note(kernel, source)
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
     if chunked.is_chunked_input(data, out):
@@ -275,8 +278,9 @@ def _sharpness(kernel):
     from scipy.ndimage import median_filter, shift
 
     largest = 0.0
+    padded = np.pad(kernel, 2)  # room for the moved PSF: a 1-pixel-wide stamp spreads out
     for offset in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
-        moved = np.clip(shift(kernel, offset, order=3, mode="constant"), 0, None)
+        moved = np.clip(shift(padded, offset, order=3, mode="constant"), 0, None)
         bright = moved > 0.05 * moved.max()
         excess = (moved - median_filter(moved, size=3, mode="constant")) / np.where(bright,
                                                                                      moved, 1)
@@ -513,6 +517,14 @@ def _psf_path_and_hdu(psf):
                              f"{match.group(2)!r}")
         return match.group(1), int(match.group(2))
     raise FileNotFoundError(f"no such PSF file: {text}")
+
+
+def _given_or_own_psf(psf, data):
+    """(PSF, its source for HISTORY): ``psf=``, else the input's own ``psf`` (NDData), else None."""
+    if psf is not None:
+        return psf, _psf_source(psf)
+    own = getattr(data, "psf", None) if isinstance(data, NDData) else None
+    return (None, None) if own is None else (own, "the input's psf")
 
 
 def _psf_source(psf):

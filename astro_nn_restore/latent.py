@@ -265,15 +265,27 @@ def _pixel_positions(positions, wcs):
     if isinstance(positions, Table):
         for cx, cy in _TABLE_COLUMNS:
             if cx in positions.colnames and cy in positions.colnames:
+                _refuse_masked(np.ma.getmaskarray(positions[cx]) | np.ma.getmaskarray(
+                    positions[cy]))
                 return np.column_stack([np.asarray(positions[cx], float),
                                         np.asarray(positions[cy], float)])
         raise ValueError(f"a positions table needs one of the column pairs {_TABLE_COLUMNS}, "
                          f"got {positions.colnames}")
+    if np.ma.isMaskedArray(positions):
+        _refuse_masked(np.ma.getmaskarray(positions).reshape(-1, 2).any(axis=1))
     xy = np.asarray(positions, dtype=float)
     xy = xy.reshape(0, 2) if xy.size == 0 else np.atleast_2d(xy)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"positions must be an (N, 2) array of (x, y), got shape {xy.shape}")
     return xy
+
+
+def _refuse_masked(masked):
+    """A ValueError naming the first masked position: its value is no position."""
+    if masked.any():
+        k = int(np.flatnonzero(masked)[0])
+        raise ValueError(f"{int(masked.sum())} position(s) are masked, the first: positions[{k}]; "
+                         "drop the masked rows first")
 
 
 def _cut(parsed, xy, size, noise):

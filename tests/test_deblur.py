@@ -207,6 +207,24 @@ def test_deblur_keeps_metadata_mask_nan_and_flux(blurred_sky, tiny_net, with_psf
     assert_array_equal(image.data, before)  # input untouched
 
 
+def test_deblur_uses_the_inputs_own_psf(blurred_sky, tiny_net):
+    image, kernel, _ = blurred_sky
+    with_psf = CCDData(image.data, unit=image.unit, wcs=image.wcs, meta=image.meta, psf=kernel)
+    with pytest.warns(AstropyUserWarning, match="psf is not carried"):
+        own = deblur(with_psf, model=tiny_net, **FAST)
+    given = deblur(image, psf=kernel, model=tiny_net, **FAST)
+    assert_array_equal(own.data, given.data)
+    assert "PSF given (the input's psf)" in "\n".join(own.header["HISTORY"])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (3, 1)])
+def test_a_psf_one_pixel_wide_is_accepted(blurred_sky, tiny_net, shape):
+    image = blurred_sky[0]
+    out = deblur(image, psf=np.ones(shape), model=tiny_net, **FAST)
+    assert out.shape == image.shape
+    assert out.data.sum(dtype=float) == pytest.approx(image.data.sum(dtype=float), rel=1e-6)
+
+
 def test_deblur_colour_keeps_chroma(tiny_net):
     rng = np.random.default_rng(2)
     rgb = np.clip(rng.normal(0.3, 0.05, (40, 48, 3)), 0, 1).astype(np.float32)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from astropy import units as u
 from astropy.nddata import CCDData
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from astro_nn_restore import (
     ModelLoadError,
@@ -156,6 +156,14 @@ def test_bad_positions():
             [1], [1]))
     with pytest.raises(ValueError, match="column pairs"):
         make_cutouts(image, positions=Table({"a": [1.0], "b": [2.0]}))
+    # a masked entry holds no position (its fill value would be cut out as one)
+    masked = Table({"x": MaskedColumn([10.0, 50.0, 30.0], mask=[False, False, True]),
+                    "y": [10.0, 50.0, 20.0]})
+    with pytest.raises(ValueError, match=r"1 position\(s\) are masked, the first: positions\[2\]"):
+        make_cutouts(image, positions=masked)
+    with pytest.raises(ValueError, match=r"positions\[1\]"):
+        make_cutouts(image, positions=np.ma.array([[10.0, 10.0], [30.0, 20.0]],
+                                                  mask=[[False, False], [False, True]]))
 
 
 # ----------------------------------------------------------- encode/decode

@@ -449,6 +449,28 @@ def test_an_extension_inherits_the_primary_keys(tiny_model, tmp_path, primary_da
         assert "INHERIT" not in out.header
 
 
+def test_a_dict_meta_keeps_long_keys_and_comments(tiny_model):
+    """As CCDData.write keeps them: HIERARCH cards, (value, comment) tuples; the rest warned."""
+    meta = {"exposure_time": 30.0, "FILTER": ("r", "filter name"), "OBSERVER": "me",
+            "ARR": np.arange(3)}
+    with pytest.warns(AstropyUserWarning, match="cannot hold are not carried.*: ARR$"):
+        out = _denoise(CCDData(_data(), unit="adu", meta=meta), tiny_model)
+    assert out.header["exposure_time"] == 30.0 and out.header["OBSERVER"] == "me"
+    assert out.header["FILTER"] == "r" and out.header.comments["FILTER"] == "filter name"
+    assert "ARR" not in out.header
+
+
+def test_an_ape14_wcs_view_is_refused_before_any_work(tiny_model):
+    from astropy.nddata import NDDataRef
+
+    cube = WCS(naxis=3)
+    cube.wcs.ctype = ["RA---TAN", "DEC--TAN", "FREQ"]
+    sliced = NDDataRef(np.stack([_data()] * 2), wcs=cube)[1]
+    assert not isinstance(sliced.wcs, WCS)
+    with pytest.raises(TypeError, match="APE 14 view.*wcs.celestial"):
+        _denoise(sliced, tiny_model)
+
+
 def test_provenance_for_a_module(tiny_model):
     net = ResidualUNet(channels=(8, 16), blocks=1, dilations=(2,), space_to_depth=2)
     out = denoise_residual(_data(), model=net, **TILING)
@@ -495,10 +517,28 @@ def test_blank_is_dropped_from_the_float_output(tiny_model, tmp_path):
     assert "BLANK" not in out.header and out.data.dtype.kind == "f"
 
 
-def test_bunit_adu_in_capitals_is_adu(tiny_model, tmp_path):
+@pytest.mark.parametrize("bunit, unit", [("ADU", u.adu), ("ELECTRONS/S", u.electron / u.s),
+                                         ("ELECTRONS", u.electron)])
+def test_bunit_spellings_ccddata_reads_are_read_the_same(tiny_model, tmp_path, bunit, unit):
+    """'ADU' and HST's 'ELECTRONS/S' are no FITS units, but CCDData.read knows them."""
     path = tmp_path / "raw.fits"
-    fits.PrimaryHDU(_data().astype(">f4"), header=_header(unit="ADU")).writeto(path)
-    assert _denoise(str(path), tiny_model).unit == u.adu == CCDData.read(path).unit
+    fits.PrimaryHDU(_data().astype(">f4"), header=_header(unit=bunit)).writeto(path)
+    assert _denoise(str(path), tiny_model).unit == unit == CCDData.read(path).unit
+
+
+@pytest.mark.parametrize("sigma", [5.0, np.float32(5.0), np.array(5.0), 5 * u.adu,
+                                   5000 * u.Unit("madu")])
+def test_one_uncertainty_value_of_any_kind(tiny_model, sigma):
+    """A number, 0-d array or Quantity in a convertible unit is one sigma for every pixel."""
+    ccd = CCDData(_data(), unit="adu")
+    out = _denoise(ccd, tiny_model, uncertainty=sigma)
+    assert out.header["HISTORY"][-1].endswith("the uncertainty argument (one value)")
+    assert_allclose(out.data, _denoise(ccd, tiny_model, uncertainty=5.0).data)
+
+
+def test_one_uncertainty_value_in_another_unit_is_refused(tiny_model):
+    with pytest.raises(ValueError, match=r"not in the data's unit \(adu\)"):
+        _denoise(CCDData(_data(), unit="adu"), tiny_model, uncertainty=5 * u.Jy)
 
 
 def test_quantity_keeps_its_unit(tiny_model):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, InverseVariance, StdDevUncertainty, VarianceUncertainty
 from numpy.testing import assert_allclose, assert_array_equal
 
 from astro_nn_restore import colorize, deblur, denoise_residual, make_cutouts, super_resolve
@@ -160,6 +160,32 @@ def test_input_is_not_modified(sky):
     lazy = _dask_ccd(sky)
     deblur(lazy, model=_perturbed(DeblurUNet(**LEVEL, features=8)), **TILING)
     assert_array_equal(np.asarray(lazy.data), before)
+
+
+def test_chunked_result_has_its_own_wcs(case, sky):
+    """The input's WCS object is never the output's (a change to one would change both)."""
+    _, operation, kwargs = case
+    lazy = _dask_ccd(sky)
+    before = lazy.wcs.to_header()
+    result = operation(lazy, **kwargs)
+    assert result.wcs is not lazy.wcs
+    result.wcs.wcs.crval = result.wcs.wcs.crval + 1.0
+    assert lazy.wcs.to_header() == before
+
+
+@pytest.mark.parametrize("kind, unit, value", [(VarianceUncertainty, "mJy2", 25.0),
+                                               (InverseVariance, "1/mJy2", 1 / 25.0),
+                                               (StdDevUncertainty, "mJy", 5.0)])
+def test_chunked_uncertainty_units_are_converted_as_in_memory(kind, unit, value):
+    """sigma = 5 mJy on a Jy image, given as variance, inverse variance or sigma."""
+    data = np.random.default_rng(0).normal(0.1, 0.005, (64, 64))
+    ccd = CCDData(data, unit="Jy", uncertainty=kind(np.full(data.shape, value), unit=unit))
+    net = _perturbed(SRResNet(channels=4, blocks=1))
+    expected = super_resolve(ccd, model=net, **TILING)
+    result = super_resolve(_dask_ccd(ccd), model=net, **TILING)
+    assert_allclose(np.median(result.uncertainty.array), 0.0025, rtol=1e-5)  # 5 mJy / f
+    assert_allclose(result.uncertainty.array, expected.uncertainty.array, rtol=1e-6)
+    assert_allclose(result.data, expected.data, rtol=0, atol=1e-5 * np.abs(expected.data).max())
 
 
 def test_shipped_denoise_model_close_across_chunk_edges():

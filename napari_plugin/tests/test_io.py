@@ -72,6 +72,12 @@ def test_missing_bunit_is_dimensionless_with_note(tmp_path, fits_factory):
     assert "BUNIT" in kwargs["metadata"]["unit_note"]
 
 
+def test_hst_bunit_is_read_as_ccddata_reads_it(tmp_path, fits_factory):
+    path = fits_factory(tmp_path / "hst.fits", bunit="ELECTRONS/S")
+    [(_, kwargs, _)] = read_fits(str(path))
+    assert kwargs["metadata"]["unit"] == "electron / s" and "unit_note" not in kwargs["metadata"]
+
+
 def test_unparsable_bunit_is_dimensionless_with_note(tmp_path, fits_factory):
     path = fits_factory(tmp_path / "odd.fits", bunit="furlongs per fortnight")
     [(_, kwargs, _)] = read_fits(str(path))

@@ -38,6 +38,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from astro_nn_restore._files import READ_ENDINGS, image_hdu_index, image_header, is_colour_cube
+from astro_nn_restore._nddata import unit_from_bunit
 
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
            "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
@@ -83,18 +84,15 @@ def _stem(path):
 
 
 def _unit_from_header(header):
-    """(unit or None to let CCDData read BUNIT, note or None)."""
+    """(unit, note or None): BUNIT read as `CCDData.read` reads it, else dimensionless."""
     bunit = str(header.get("BUNIT", "")).strip()
     if not bunit:
         return u.dimensionless_unscaled, "no BUNIT in the header: data treated as dimensionless"
-    if bunit.lower() == "adu":  # CCDData.read reads 'ADU' as adu too
-        return u.adu, None
     try:
-        u.Unit(bunit, parse_strict="raise")
+        return unit_from_bunit(bunit), None
     except ValueError:
         return (u.dimensionless_unscaled,
                 f"BUNIT {bunit!r} is not a unit astropy understands: data treated as dimensionless")
-    return None, None
 
 
 def layer_data_from_file(file, *, name, source=None):
@@ -111,8 +109,7 @@ def layer_data_from_file(file, *, name, source=None):
         index = image_hdu_index(hdulist)
         header = image_header(hdulist, index)
     unit, note = _unit_from_header(header)
-    kwargs = {"hdu": index} if unit is None else {"hdu": index, "unit": unit}
-    ccd = CCDData.read(opened(), format="fits", **kwargs)
+    ccd = CCDData.read(opened(), format="fits", hdu=index, unit=unit)
     return layer_data_from_ccd(ccd, name=name, header=header, note=note, source=source)
 
 
