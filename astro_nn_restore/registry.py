@@ -92,7 +92,15 @@ def find_card(model="default", *, task=None):
     >>> find_card("default", task="superres")["architecture"]
     'SRResNet'
     """
-    return read_card(_resolve_paths(model, task)[1])
+    card_path = _resolve_paths(model, task)[1]
+    return _of_task(read_card(card_path), card_path, task)
+
+
+def _of_task(card, card_path, task):
+    """``card``, or a ModelLoadError when it is another task's (``task`` None: any task)."""
+    if task is not None and card["task"] != task:
+        raise ModelLoadError(f"{card_path} is a {card['task']!r} model, not a {task!r} model")
+    return card
 
 
 def _resolve_paths(model, task):
@@ -171,9 +179,7 @@ def load_model(model="default", *, task=None):
         _check_module_task(model, task)
         return model.eval(), {"name": type(model).__name__, "task": task, "sha256": "user-module"}
     weights, card_path = _resolve_paths(model, task)
-    card = read_card(card_path)
-    if task is not None and card["task"] != task:
-        raise ModelLoadError(f"{card_path} is a {card['task']!r} model, not a {task!r} model")
+    card = _of_task(read_card(card_path), card_path, task)
     _check_weights_file(weights, card)
     try:
         state = load_file(weights)

@@ -266,6 +266,67 @@ def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path, capsys):
     assert card["training"]["steps"] == 5 and " && " in card["training"]["command"]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "zeros", "empty", "other architecture"])
+def test_resume_from_a_damaged_checkpoint_is_a_one_line_error(tmp_path, capsys, damage):
+    assert main(_train_args(tmp_path, 2)) == 0
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    content = checkpoint.read_bytes()
+    extra = ()
+    if damage == "other architecture":  # config.json gone, so --arch is not compared
+        (tmp_path / "config.json").unlink()
+        extra = ("--arch", json.dumps({"channels": [4, 8], "blocks": 1, "dilations": [2]}))
+    else:
+        checkpoint.write_bytes({"truncated": content[: len(content) // 2],
+                                "zeros": bytes(len(content)), "empty": b""}[damage])
+    before = _run_files(tmp_path)
+    args = _train_args(tmp_path, 4, "--resume")
+    if extra:
+        args = args[:args.index("--arch")] + list(extra) + args[args.index("--arch") + 2:]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot resume from" in err and "--overwrite" in err
+    assert _run_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("arch", [{"channels": []}, {"channels": [8, -16]}, {"channels": "abc"}])
+def test_an_arch_that_builds_no_network_is_a_one_line_error(tmp_path, capsys, arch):
+    args = _train_args(tmp_path, 2)
+    args[args.index("--arch") + 1] = json.dumps(arch)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not build a denoise network" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_n_simulated_below_one_is_refused_before_anything_is_written(tmp_path, capsys):
+    args = _train_args(tmp_path, 2)
+    args[args.index("--n-simulated") + 1] = "0"
+    assert main(args) == 2
+    assert "--n-simulated" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    assert main(_train_args(tmp_path, 2)) == 0  # the corrected command runs in the same OUT
+
+
+@pytest.mark.parametrize("task_name", ["deblur", "autoencoder", "superres"])
+def test_init_with_another_tasks_model_is_a_one_line_error(tmp_path, capsys, task_name):
+    assert main(_train_args(tmp_path / "denoise", 2)) == 0
+    init = tmp_path / "denoise" / "denoise-tiny.safetensors"
+    assert main([task_name, "--out", str(tmp_path / "b"), "--steps", "2", "--batch-size", "2",
+                 "--patch-size", "32", "--n-simulated", "1", "--threads", "1",
+                 "--init", str(init)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is a 'denoise' model, not a '{task_name}' model" in err
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_out_usable(tmp_path):
+    config = TrainConfig(out=str(tmp_path), steps=20, val_every=1, checkpoint_every=100,
+                         precision="fp32", name="nan")
+    task = _DivergingTask(config)
+    task.nan_step = 2
+    with pytest.raises(FloatingPointError):
+        fit(task, config)
+    assert not any(tmp_path.iterdir())
+
+
 def test_arch_must_be_a_json_object(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["denoise", "--out", str(tmp_path), "--arch", "[1, 2]"])

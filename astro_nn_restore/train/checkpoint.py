@@ -55,7 +55,24 @@ def save_checkpoint(path, model, optimizer, scheduler, state):
 
 
 def load_checkpoint(path, model, optimizer, scheduler):
-    """Restore everything `save_checkpoint` wrote; return the loop state."""
+    """Restore everything `save_checkpoint` wrote; return the loop state.
+
+    A checkpoint that cannot be read (truncated, damaged, not a checkpoint) or
+    does not fit ``model`` (another architecture) is a `ValueError` saying so;
+    nothing is changed on disk.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        return _load_checkpoint(path, model, optimizer, scheduler)
+    except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"cannot resume from {path} ({type(err).__name__}: {reason}): it is "
+                         "damaged, or not a checkpoint of this task with these settings; "
+                         "start the run again with --overwrite") from err
+
+
+def _load_checkpoint(path, model, optimizer, scheduler):
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as handle:

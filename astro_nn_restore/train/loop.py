@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..registry import save_model
+from ..registry import ModelLoadError, save_model
 from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainTask", "check_config", "check_out", "fit", "training_autocast"]
@@ -229,7 +229,7 @@ def fit(task, config):
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = task.build_model()
+    model = _build(task, config)
     _check_patch_size(model, config)
     optimizer = task.optimizer(model)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
@@ -246,7 +246,15 @@ def fit(task, config):
     if config.resume and config.command:
         state["commands"].append(config.command)
     log = _MetricsLog(out / "metrics.csv", state["step"])
-    _train(task, config, model, optimizer, scheduler, state, log, checkpoint)
+    try:
+        _train(task, config, model, optimizer, scheduler, state, log, checkpoint)
+    except BaseException:
+        if not config.resume and not checkpoint.exists():
+            # stopped before its first checkpoint: nothing to resume, and the same
+            # command (corrected) must not be refused for the files it left
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        raise
     if task.export_best:
         _load_best(model, out, state)
     return _export(task, config, model, state, out)
@@ -270,6 +278,8 @@ def check_config(config):
         non_negative_number(config.max_minutes, "--max-minutes")
     if config.threads is not None:
         integer_at_least(config.threads, "--threads", 1)
+    if "n_simulated" in config.extra:
+        integer_at_least(config.extra["n_simulated"], "--n-simulated", 1)
     if config.resume and config.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
                          "give one of them")
@@ -347,6 +357,21 @@ def _exported_files(out):
 def export_name(name, task):
     """The stem of a run's exported weights and card: ``--name``, else ``TASK-custom``."""
     return name or f"{task}-custom"
+
+
+def _build(task, config):
+    """``task.build_model()``; an ``--arch`` that builds no network is a one-line ValueError."""
+    architecture = config.extra.get("architecture")
+    try:
+        return task.build_model()
+    except ModelLoadError:
+        raise
+    except (TypeError, ValueError, IndexError, RuntimeError) as err:
+        if not architecture:
+            raise
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"--arch {json.dumps(architecture)} does not build a {task.task} "
+                         f"network ({type(err).__name__}: {reason})") from err
 
 
 def _check_patch_size(model, config):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from astro_nn_restore_napari._io import OVERWRITE_ENV, get_reader, read_fits, save_fits, write_fits
@@ -70,6 +71,19 @@ def test_missing_bunit_is_dimensionless_with_note(tmp_path, fits_factory):
     [(data, kwargs, kind)] = read_fits(str(path))
     assert kind == "image" and kwargs["metadata"]["unit"] == ""
     assert "BUNIT" in kwargs["metadata"]["unit_note"]
+
+
+@pytest.mark.parametrize("extension", ["MASK", "UNCERT"])
+def test_an_extension_of_another_shape_is_not_used_with_a_warning(tmp_path, extension):
+    """As the core's file inputs: the image still opens, without the mismatched extension."""
+    image = fits.ImageHDU(np.ones((40, 30), np.float32), fits.Header({"BUNIT": "adu"}),
+                          name="SCI")
+    odd = fits.ImageHDU(np.ones((5, 5), np.uint8), name=extension)
+    fits.HDUList([fits.PrimaryHDU(), image, odd]).writeto(tmp_path / "odd.fits")
+    with pytest.warns(AstropyUserWarning, match=f"{extension} extension has shape"):
+        [(data, kwargs, _)] = read_fits(str(tmp_path / "odd.fits"))
+    key = {"MASK": "mask", "UNCERT": "uncertainty"}[extension]
+    assert data.shape == (40, 30) and key not in kwargs["metadata"]
 
 
 def test_hst_bunit_is_read_as_ccddata_reads_it(tmp_path, fits_factory):
@@ -240,6 +254,14 @@ def test_save_refuses_stale_uncertainty(tmp_path, wcs_factory):
     with pytest.raises(ValueError, match=r"'cropped'.*metadata\['uncertainty'\]"):
         save_fits(tmp_path / "plane.fits", np.ones((8, 8)), meta, name="cropped")
     assert not (tmp_path / "plane.fits").exists()
+
+
+def test_one_number_as_uncertainty_is_every_pixels_sigma(tmp_path, wcs_factory):
+    shape = (16, 12)
+    meta = {"unit": "adu", "wcs": wcs_factory(shape), "uncertainty": 0.5}
+    save_fits(tmp_path / "plane.fits", np.ones(shape), meta)
+    with fits.open(tmp_path / "plane.fits") as hdul:
+        np.testing.assert_array_equal(hdul["UNCERT"].data, np.full(shape, 0.5))
 
 
 def test_colour_cube_keeps_its_mask_and_rgba_its_four_bands(tmp_path, wcs_factory):

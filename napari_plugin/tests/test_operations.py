@@ -74,6 +74,49 @@ def test_deblur_widget_with_psf_layer(make_napari_viewer, qtbot, fits_file, tiny
     assert "field_deblurred-2" in viewer.layers
 
 
+def test_an_rgb_layer_from_fits_is_restored_as_its_colour_cube(make_napari_viewer, qtbot,
+                                                                tmp_path, tiny_superres_model):
+    """Unit, rescaled WCS, flux, mask and provenance of an RGB layer, as for its file."""
+    from astropy.wcs import WCS
+
+    from astro_nn_restore import super_resolve
+    from astro_nn_restore.wcs_utils import band_cube_wcs
+
+    sky = WCS(naxis=2)
+    sky.wcs.ctype, sky.wcs.crval = ["RA---TAN", "DEC--TAN"], [150.0, 2.0]
+    sky.wcs.crpix, sky.wcs.cdelt = [20.5, 24.5], [-1e-4, 1e-4]
+    cube_wcs, _ = band_cube_wcs(sky, (48, 40))
+    cube = np.random.default_rng(2).normal(500, 20, (3, 48, 40)).astype(np.float32)
+    mask = np.zeros(cube.shape, bool)
+    mask[:, 10:12, 5:7] = True
+    path = tmp_path / "colour.fits"
+    CCDData(cube, unit="electron", wcs=cube_wcs, mask=mask).write(path)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(path, plugin=PLUGIN)
+    assert layer.rgb
+    before = np.array(layer.data)
+    widget = docked(viewer, "Super-resolve", tiny_superres_model)
+    run_to_end(qtbot, widget)
+
+    out = viewer.layers["colour_superres"]
+    expected = super_resolve(CCDData.read(path), model=tiny_superres_model, **FAST)
+    assert out.rgb and out.data.shape == (96, 80, 3)
+    np.testing.assert_allclose(out.data, np.moveaxis(expected.data, 0, -1), rtol=1e-5, atol=1e-3)
+    assert out.data.sum() == pytest.approx(cube.sum(dtype=float), rel=1e-4)  # per-pixel unit
+    assert_same_sky(out.metadata["wcs"], (39.5, 47.5), sky, (19.5, 23.5))
+    assert np.asarray(out.metadata["mask"]).sum() == 4 * mask.sum()
+    header = out.metadata["header"]
+    assert header["ANR_MOD"] == "tiny" and header["ANR_FACT"] == 2 and "ANR_SHA" in header
+    np.testing.assert_array_equal(layer.data, before)
+
+    saved = tmp_path / "colour_x2.fits"
+    out.save(str(saved), plugin=PLUGIN)
+    written = CCDData.read(saved)
+    assert written.shape == (3, 96, 80) and written.unit == "electron"
+    assert written.mask.sum() == 4 * mask.sum()
+    assert_same_sky(written.wcs.celestial, (39.5, 47.5), sky, (19.5, 23.5))
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_superres_widget_overlays_and_rescales_wcs(make_napari_viewer, qtbot, fits_factory,
                                                    tmp_path, tiny_superres_model, factor):

@@ -148,7 +148,7 @@ def test_larger_output_overlays_its_input(make_napari_viewer, factor):
     source = viewer.add_image(np.zeros((10, 12), np.float32), name="small",
                               scale=(2.0, 2.0), translate=(5.0, 7.0), metadata={"unit": "Jy"})
     result = CCDData(np.zeros((10 * factor, 12 * factor), np.float32), unit="Jy")
-    data, kwargs, _ = output_layer_data(result, source, "small_x", OPERATIONS["denoise"])
+    data, kwargs, _ = output_layer_data(result, source, "small_x")
     out = viewer.add_image(data, **kwargs)
     # the outer edges of the first and last pixels coincide in world coordinates
     first_in = source.data_to_world((-0.5, -0.5))

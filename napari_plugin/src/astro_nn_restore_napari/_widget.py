@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-from astropy.nddata import CCDData
 from magicgui import magic_factory
 from magicgui.widgets import (
     ComboBox,
@@ -35,7 +33,7 @@ from napari.utils.notifications import show_error, show_info
 from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Signal
 
-from ._io import ccd_from_layer, display_limits, layer_data_from_ccd, layer_placement, save_fits
+from ._io import ccd_from_layer, layer_data_from_ccd, layer_placement, save_fits
 from ._operations import OPERATIONS
 from ._sky_status import install_sky_status
 
@@ -197,7 +195,7 @@ class OperationWidget(Container):
                                  f"'{layer.name}' is an RGB layer")
             source = layer_source(layer)
             kwargs = self._keyword_arguments()
-        except ValueError as err:
+        except (ValueError, TypeError) as err:  # TypeError: an edited metadata['wcs'], say
             self.status.value = f"Cannot run: {err}"
             show_info(f"{self.operation.title}: {err}")
             return None
@@ -256,7 +254,7 @@ class OperationWidget(Container):
         if self.operation.output == "points":
             self._add_points(result, job.layer, name, seconds)
             return
-        data, kwargs, _ = output_layer_data(result, job.layer, name, self.operation)
+        data, kwargs, _ = output_layer_data(result, job.layer, name)
         self.viewer.add_image(data, **kwargs)
         self.status.value = f"Done in {seconds:.1f} s: added layer '{name}'."
 
@@ -345,42 +343,33 @@ def _call(operation, source, kwargs):
 
 # ------------------------------------------------------------- layer <-> core
 def layer_source(layer):
-    """What the core gets for an image layer: CCDData (2-D) or an (ny, nx, 3) array (RGB)."""
+    """What the core gets for an image layer: a 2-D CCDData, or a (3, ny, nx) cube (RGB).
+
+    An RGB layer becomes the colour cube the plugin's writer would save (unit,
+    band-axis WCS, header, mask), so the core treats it as it treats that
+    file: super-resolution rescales its WCS and keeps the flux of a per-pixel
+    unit, and the mask and full provenance reach the result.
+    """
     if layer.multiscale:
         raise ValueError(f"'{layer.name}' is a multiscale (pyramid) layer; open a single image")
     data = np.asarray(layer.data)
-    metadata = layer.metadata
     if layer.rgb:
         if data.ndim != 3 or data.shape[-1] != 3:
             raise ValueError(f"'{layer.name}' has RGBA or stacked colour data {data.shape}; "
                              "only RGB (ny, nx, 3) images are supported")
-        return data
+        return ccd_from_layer(data, layer.metadata, rgb=True, name=layer.name)
     if data.ndim != 2:
         raise ValueError(f"'{layer.name}' has shape {data.shape}; select a 2-D image")
-    return ccd_from_layer(data, metadata, name=layer.name)
+    return ccd_from_layer(data, layer.metadata, name=layer.name)
 
 
-def output_layer_data(result, source_layer, name, operation):
-    """Layer-data tuple for an operation's result, placed over ``source_layer``."""
-    if isinstance(result, CCDData):
-        data, kwargs, kind = layer_data_from_ccd(result, name=name)
-        if kwargs.get("rgb"):  # a (3, ny, nx) colour cube, e.g. from colorize
-            from astro_nn_restore import rgb_image
+def output_layer_data(result, source_layer, name):
+    """Layer-data tuple for an operation's result (a CCDData), placed over ``source_layer``.
 
-            data = rgb_image(result)
-    else:  # a colour (ny, nx, 3) array: metadata of the input plus provenance
-        data = np.asarray(result)
-        metadata = {k: v for k, v in source_layer.metadata.items()
-                    if k not in ("uncertainty", "mask", "source")}
-        header = fits.Header(metadata.get("header") or fits.Header())
-        header["ANR_OP"] = (operation.function.rpartition(":")[2], "astro_nn_restore operation")
-        header.add_history(f"astro_nn_restore: {operation.function} on the luminance (RGB input)")
-        metadata["header"] = header
-        kwargs = {"name": name, "rgb": data.ndim == 3 and data.shape[-1] == 3,
-                  "metadata": metadata}
-        if not kwargs["rgb"]:
-            kwargs["contrast_limits"] = display_limits(data)
-        kind = "image"
+    A (3, ny, nx) colour cube (colorize's, or a restored RGB layer) becomes an
+    RGB layer.
+    """
+    data, kwargs, kind = layer_data_from_ccd(result, name=name)
     kwargs["metadata"]["source_layer"] = source_layer.name
     _place_over(kwargs, data, source_layer)
     return data, kwargs, kind
