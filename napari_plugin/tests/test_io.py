@@ -256,6 +256,14 @@ def test_save_refuses_stale_uncertainty(tmp_path, wcs_factory):
     assert not (tmp_path / "plane.fits").exists()
 
 
+def test_a_three_plane_stack_reads_back_as_a_stack(tmp_path):
+    stack = np.arange(3 * 8 * 6, dtype=np.float32).reshape(3, 8, 6)
+    save_fits(tmp_path / "stack.fits", stack, {"unit": "adu"})
+    [(data, kwargs, _)] = read_fits(str(tmp_path / "stack.fits"))
+    assert not kwargs.get("rgb") and data.shape == (3, 8, 6)
+    np.testing.assert_array_equal(data, stack)
+
+
 def test_one_number_as_uncertainty_is_every_pixels_sigma(tmp_path, wcs_factory):
     shape = (16, 12)
     meta = {"unit": "adu", "wcs": wcs_factory(shape), "uncertainty": 0.5}

@@ -216,6 +216,9 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         header.add_history(note)
     if rgb and wcs is None:
         header["CTYPE3"] = ("BAND", "colour planes (read back as one colour layer)")
+    elif not rgb and array.ndim == 3 and (wcs is None or wcs.naxis < 3) and "CTYPE3" not in header:
+        # an untyped (3, ny, nx) cube reads back as RGB (is_colour_cube): mark a stack
+        header["CTYPE3"] = ("PLANE", "a stack of planes, not colour")
     if rgb:
         uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape, name)
     else:
