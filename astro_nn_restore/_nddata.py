@@ -708,8 +708,19 @@ def provenance_header(meta, *, operation, model_card, extra_history=()):
         f"astro_nn_restore {__version__}: {operation} with model {name} (sha256 {sha})"
     )
     for line in extra_history:
-        header.add_history(line)
+        header.add_history(card_text(line))
     return header
+
+
+def card_text(text):
+    """``text`` as one line of printable ASCII, which a FITS card can hold.
+
+    Examples
+    --------
+    >>> card_text("wcslib/C/wcs.c:\\nIll-conditioned  matrix, Ångström")
+    'wcslib/C/wcs.c: Ill-conditioned matrix, ?ngstr?m'
+    """
+    return " ".join(str(text).split()).encode("ascii", "replace").decode("ascii")
 
 
 def repack(parsed, output, *, operation, model_card, wcs=None, unit=None, mask=None,

@@ -369,6 +369,8 @@ def _as_stack(data, size, unit):
         if data.size != size:
             raise ValueError(f"cutouts are {data.size} pixels wide, the model takes {size}")
         return data, False
+    if isinstance(data, u.Quantity) and data.ndim == 3:  # its own unit wins, as elsewhere
+        return _stack_from_array(data.value, size, data.unit), False
     if isinstance(data, np.ndarray) and data.ndim == 3:
         return _stack_from_array(data, size, unit), False
     parsed = parse_image(data, unit=unit)

@@ -323,7 +323,8 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     try:
         linear, error, pixel = _linear_fit(wcs, shape)
     except Exception as err:  # noqa: BLE001 - no fit (no frame, no finite point...): no WCS
-        linear, reason = None, f"no linear fit could be made ({type(err).__name__}: {err})"
+        message = " ".join(str(err).split())[:160]  # wcslib's are multi-line
+        linear, reason = None, f"no linear fit could be made ({type(err).__name__}: {message})"
     else:
         reason = (f"its best linear fit is {error:.3g} arcsec off somewhere, more than a "
                   f"pixel ({pixel:.3g} arcsec)")

@@ -51,7 +51,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("ANR_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
 
-__all__ = ["DATA_DIR", "REAL_IMAGES", "BenchImage", "Baseline", "care_unet",
+__all__ = ["DATA_DIR", "REAL_IMAGES", "BenchImage", "absent_images", "Baseline", "care_unet",
            "classical_denoisers", "load_image", "markdown_table", "noisy_copy", "passfail",
            "percentile_range", "report_header", "run_isolated", "simulated_images",
            "write_report"]
@@ -162,6 +162,12 @@ for _band in ("F606w", "F814w"):
             REAL_IMAGES[f"aegis_{_band.lower()}_psf_{_file}_{_hdu}"] = (
                 f"aegis_acs_stamps_psf/AEGIS_{_band}_PSF_images_{_file}.fits", _hdu, "",
                 f"AEGIS HST/ACS {_band} PSF {_file} HDU {_hdu}")
+
+
+def absent_images(names):
+    """Those of ``names`` (see ``REAL_IMAGES``) whose files are not in ``DATA_DIR``, once each."""
+    return [name for name in dict.fromkeys(names)
+            if REAL_IMAGES[name][0] is not None and not (DATA_DIR / REAL_IMAGES[name][0]).exists()]
 
 
 def load_image(name):

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     DATA_DIR,
+    absent_images,
     load_image,
     markdown_table,
     passfail,
@@ -62,6 +63,10 @@ RL_ITERATIONS = (5, 10, 20, 35, 50, 80, 120, 200)
 NOISE_FRACTION = 0.005
 IRAC_RESAMPLE = 0.30325 / 1.2  # PSF pixel / mosaic pixel
 MOFFAT_IMAGES = ("m13_1", "m67", "m51", "glimpse", "trace171", "aia171", "hdf_heldout")
+#: Images with their own PSFs (`real_psf_cases`): the IRAC mosaic and the AEGIS stamps.
+REAL_PSF_IMAGES = ("glimpse", "glimpse_psf", *(
+    f"aegis_{band}{kind}_{stamp}_{hdu}" for band in ("f606w", "f814w") for kind in ("", "_psf")
+    for stamp, hdus in (("01", 3), ("02", 2)) for hdu in range(hdus)))
 TARGETS = {"gain": 1.5, "fwhm": 0.70, "flux": 0.01, "aperture": 0.02}
 
 
@@ -399,6 +404,7 @@ def main(argv=None):
         cases += real_moffat_cases(crop) + real_psf_cases(crop)
     else:
         print(f"{DATA_DIR} absent: real images skipped", file=sys.stderr)
+    skipped = absent_images([*MOFFAT_IMAGES, *REAL_PSF_IMAGES])
     rng = np.random.default_rng(2026)
     for case in cases:
         r = evaluate(case, args.model, rng, blind=args.blind)
@@ -414,6 +420,8 @@ def main(argv=None):
         f"Noise sigma {100 * NOISE_FRACTION}% of the reference's 0.5-99.9 percentile range; "
         "every method gets the true PSF. Columns are explained in the docstring of "
         "`benchmarks/bench_deblur.py`.\n",
+        f"Real images from {DATA_DIR}; skipped (absent): "
+        + (", ".join(skipped) if skipped else "none") + "\n",
         "## Targets (all images)\n", targets(cases, noise),
         "## Per image (PSNR in dB)\n", table(cases, args.blind),
         "## Summary\n", summary(cases),

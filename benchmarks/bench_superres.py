@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DATA_DIR
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, block_reduce
@@ -47,7 +48,7 @@ from astro_nn_restore.registry import ModelLoadError, load_model
 from astro_nn_restore.simulate import simulate_sky
 from astro_nn_restore.wcs_utils import rescale_wcs
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = DATA_DIR  # ../shared/data beside the checkout, or $ANR_SHARED_DATA
 SIM_SEEDS = (990_001, 990_002, 990_003, 990_004)  # training uses seed*100003+i, i<96
 REAL = [  # (name, path, hdu, crop (y0, x0, size))
     ("M51 (KPNO B)", "m51_ccd_b/M51.fits", 0, (0, 0, 512)),
@@ -81,10 +82,15 @@ def load(name, fallback):
         return fallback.eval(), f"{type(fallback).__name__} UNTRAINED stand-in"
 
 
+#: Real images absent from DATA (listed in the report).
+SKIPPED = set()
+
+
 def read_real(relpath, hdu, crop, quick):
     path = DATA / relpath
     if not path.exists():
         print(f"skip {relpath}: absent")
+        SKIPPED.add(relpath)
         return None
     with fits.open(path) as hdul:
         data = np.asarray(hdul[hdu].data, dtype=np.float64)
@@ -292,7 +298,10 @@ def report(args, labels, rows, flux, counts, astro, speed):
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
         f"- default model: `{labels['default']}`; SRCNN: `{labels['srcnn']}`",
-        f"- mode: {'QUICK (tiny crops, script check only)' if args.quick else 'full'}", "",
+        f"- mode: {'QUICK (tiny crops, script check only)' if args.quick else 'full'}",
+        f"- real images from {DATA}; skipped (absent): "
+        + (", ".join(sorted(SKIPPED)) if SKIPPED else "none")
+        + (" (the Spitzer astrometry row too)" if REAL[2][1] in SKIPPED else ""), "",
         "## PSNR [dB] (reference = original; input = original binned x2 by block mean)", "",
         "| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|",
     ]

@@ -181,6 +181,15 @@ def test_encode_shapes(tiny_model, sky):
     assert whole.shape == (len(make_cutouts(sky.noisy)), 4)
 
 
+def test_a_quantity_stack_is_encoded_and_scored_like_its_values(tiny_model, sky):
+    stack = make_cutouts(sky.noisy, max_sources=3).data
+    expected = encode_latent(stack, model=tiny_model)
+    np.testing.assert_allclose(encode_latent(stack * u.electron, model=tiny_model), expected,
+                               atol=1e-6)
+    np.testing.assert_allclose(anomaly_score(stack * u.electron, model=tiny_model),
+                               anomaly_score(stack, model=tiny_model), rtol=1e-6)
+
+
 def test_encode_single_ccddata_cutout(tiny_model, sky):
     stack = make_cutouts(sky.noisy, max_sources=1)
     cutout = CCDData(stack.data[0], unit="electron", wcs=stack.wcs[0])

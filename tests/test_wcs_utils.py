@@ -1,7 +1,6 @@
 """Tests for astro_nn_restore.wcs_utils (WCS when resampling by a factor f)."""
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from astro_nn_restore.wcs_utils import (
 
 NPIX = 500
 FACTORS = [2, 4, 0.5]
-SPITZER = Path("/work/shared/data/glimpse_irac_psf/spitzer_example_image.fits")
+SPITZER = "glimpse_irac_psf/spitzer_example_image.fits"  # in the shared data folder
 
 
 # --------------------------------------------------------------------------
@@ -362,10 +361,8 @@ def test_odd_shape_binning():
 
 
 @pytest.mark.parametrize("factor", FACTORS)
-def test_spitzer_glimpse_header(factor):
-    if not SPITZER.exists():
-        pytest.skip(f"{SPITZER} not available")
-    header = fits.getheader(SPITZER)
+def test_spitzer_glimpse_header(factor, shared_data):
+    header = fits.getheader(shared_data / SPITZER)
     old = WCS(header)
     nx, ny = old.pixel_shape
     new = rescale_wcs(old, factor)
@@ -502,10 +499,8 @@ def test_strip_then_rewrite(header):
     assert_invariant(WCS(header), WCS(out), 2)
 
 
-def test_strip_spitzer_header():
-    if not SPITZER.exists():
-        pytest.skip(f"{SPITZER} not available")
-    header = fits.getheader(SPITZER)
+def test_strip_spitzer_header(shared_data):
+    header = fits.getheader(shared_data / SPITZER)
     out = strip_wcs_keywords(header)
     for key in ["CTYPE1", "CRPIX2", "CD1_1", "EQUINOX"]:
         assert key in header and key not in out
@@ -644,6 +639,24 @@ def test_band_cube_wcs_replaces_a_distortion_by_its_linear_fit(make, tmp_path):
     np.testing.assert_allclose(np.array(back.celestial.pixel_to_world_values(x, y)),
                                np.array(cube.celestial.pixel_to_world_values(x, y)), atol=1e-12)
     copy.deepcopy(back)[1]  # sliceable, unlike the distorted cubes
+
+
+def test_a_latitude_first_distorted_wcs_gives_a_band_only_cube_and_a_one_line_note():
+    """No linear fit of a DEC-first SIP: the note (wcslib's multi-line error) fits a card."""
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from astro_nn_restore import colorize
+
+    header = tan_sip()
+    header["CTYPE1"], header["CTYPE2"] = "DEC--TAN-SIP", "RA---TAN-SIP"
+    header["CRVAL1"], header["CRVAL2"] = header["CRVAL2"], header["CRVAL1"]
+    with pytest.warns(AstropyUserWarning, match="no sky WCS written"):
+        cube, note = band_cube_wcs(WCS(header), (NPIX, NPIX))
+    assert not cube.has_celestial and "\n" not in note
+    data = np.random.default_rng(0).normal(100.0, 5.0, (NPIX, NPIX))
+    with pytest.warns(AstropyUserWarning, match="no sky WCS written"):
+        out = colorize((data, header))
+    assert out.shape == (3, NPIX, NPIX) and any("no sky WCS" in h for h in out.header["HISTORY"])
 
 
 def test_band_cube_wcs_reads_back_a_dss_plate(shared_data, tmp_path):
