@@ -6,6 +6,7 @@ killed run) leaves an existing file as it was and nothing half-written.
 """
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from astropy.io import fits
 from ._warnings import warn
 
 __all__ = ["FITS_ENDINGS", "READ_ENDINGS", "image_header", "image_hdu_index", "is_colour_cube",
-           "read_image", "read_image_hdu", "replacing", "write_result"]
+           "read_image", "read_image_hdu", "replacing", "split_hdu_suffix", "write_result"]
 
 #: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
 FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -92,6 +93,26 @@ def write_result(result, path, overwrite=False):
         result.write(temp, checksum=True)
 
 
+def split_hdu_suffix(text):
+    """``(path, hdu or None)`` of ``"file.fits"``, ``"file.fits[1]"`` or ``"file.fits[SCI]"``.
+
+    The bracket names an HDU (an index, or an ``EXTNAME``, as astropy and
+    cfitsio spell it) only when ``text`` is not itself a file and the part
+    before it is.
+
+    Examples
+    --------
+    >>> split_hdu_suffix("no-such-file.fits[2]")
+    ('no-such-file.fits[2]', None)
+    """
+    text = os.fspath(text)
+    match = re.fullmatch(r"(.+)\[([^\[\]]+)\]", text)
+    if match is None or os.path.exists(text) or not os.path.isfile(match[1]):
+        return text, None
+    spec = match[2].strip()
+    return match[1], int(spec) if re.fullmatch(r"[+-]?\d+", spec) else spec
+
+
 def image_hdu_index(hdulist, index=None):
     """Index of the image HDU to read: ``index`` (a number or an ``EXTNAME``), or
     the first image HDU with data.
@@ -108,7 +129,7 @@ def image_hdu_index(hdulist, index=None):
         try:
             index = hdulist.index_of(index)
         except KeyError:
-            names = [hdu.name for hdu in hdulist]
+            names = [hdu.name or str(i) for i, hdu in enumerate(hdulist)]  # unnamed: index
             raise ValueError(f"the FITS file has no HDU named {index!r} (its HDUs: "
                              f"{', '.join(names)})") from None
     if not -len(hdulist) <= index < len(hdulist):
@@ -127,9 +148,11 @@ def image_header(hdulist, index):
 
     An extension inherits the primary header's keys it lacks (``TELESCOP``,
     ``DATE-OBS``, ``EXPTIME``...) when it says ``INHERIT = T`` (the FITS
-    inheritance convention) or when the primary HDU holds no data (what
-    `~astropy.nddata.CCDData.read` does). The primary's WCS keys are not
-    inherited: the extension's own WCS, or none, describes its pixels.
+    inheritance convention) or when the primary HDU holds no data (as
+    `~astropy.nddata.CCDData.read` merges them when it moves on from an empty
+    primary; here also when the extension is asked for by number or name).
+    The primary's WCS keys are not inherited: the extension's own WCS, or
+    none, describes its pixels.
 
     Examples
     --------
@@ -181,16 +204,18 @@ def _ccddata_extensions(hdulist, shape):
 
     mask = uncertainty = None
     if _usable_extension(hdulist, "MASK", shape):
-        mask = hdulist["MASK"].data.astype(bool)
+        stored = hdulist["MASK"].data
+        # CCDData writes uint8 0/1: a view keeps a memory map one (the chunked path)
+        mask = stored.view(bool) if stored.dtype == np.uint8 else stored.astype(bool)
     if _usable_extension(hdulist, "UNCERT", shape):
         kind = hdulist["UNCERT"].header.get("UTYPE", "StdDevUncertainty")
         classes = {c.__name__: c for c in (nddata.StdDevUncertainty, nddata.VarianceUncertainty,
                                            nddata.InverseVariance)}
-        if kind in classes:
-            uncertainty = classes[kind](hdulist["UNCERT"].data)
-        else:
+        if kind not in classes:
             warn(f"the UNCERT extension's UTYPE {kind!r} is not one of {', '.join(classes)}: "
-                  "it is not used, the noise is estimated from the image")
+                 "taken as a standard deviation, as CCDData.read does")
+        uncertainty = classes.get(kind, nddata.StdDevUncertainty)(hdulist["UNCERT"].data,
+                                                                   copy=False)
     return mask, uncertainty
 
 

@@ -144,11 +144,6 @@ def _image_wcs(wcs, header, shape):
     """The 2-D WCS of a (ny, nx) or (ny, nx, 3) image: a copy of the input's, or the header's."""
     if wcs is None:
         wcs = _wcs_from_header(header) if header else None
-    elif not isinstance(wcs, WCS):
-        raise TypeError(f"the input's WCS is a {type(wcs).__name__} (an APE 14 view, such as "
-                        "slicing an NDData gives); these operations need an astropy.wcs.WCS "
-                        "with two pixel axes: slice the FITS WCS itself (wcs.celestial, "
-                        "wcs.sub(2)) and pass it with the image")
     else:
         wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
     if wcs is None:
@@ -218,6 +213,11 @@ def _unpack(data):
         if getattr(data, "psf", None) is not None:
             warn("the input's psf is not carried to the result (deblur uses it as its PSF "
                  "when psf= is not given)")
+        if data.wcs is not None and not isinstance(data.wcs, WCS):
+            raise TypeError(f"the input's WCS is a {type(data.wcs).__name__} (an APE 14 view, "
+                            "such as slicing an NDData gives); these operations need an "
+                            "astropy.wcs.WCS: slice the FITS WCS itself (wcs.celestial, "
+                            "wcs.sub(2)) and pass it with the image")
         header = _header_from_meta(data.meta)
         return data.data, data.wcs, header, data.mask, data.uncertainty, data.unit
     if isinstance(data, (str, os.PathLike)):
@@ -719,8 +719,11 @@ def card_text(text):
     --------
     >>> card_text("wcslib/C/wcs.c:\\nIll-conditioned  matrix, Ångström")
     'wcslib/C/wcs.c: Ill-conditioned matrix, ?ngstr?m'
+    >>> card_text("a \x1b[31m b")  # a control character is no card text either
+    'a [31m b'
     """
-    return " ".join(str(text).split()).encode("ascii", "replace").decode("ascii")
+    printable = "".join(c if c.isprintable() else " " for c in str(text))
+    return " ".join(printable.split()).encode("ascii", "replace").decode("ascii")
 
 
 def repack(parsed, output, *, operation, model_card, wcs=None, unit=None, mask=None,

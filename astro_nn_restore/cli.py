@@ -40,7 +40,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from ._files import FITS_ENDINGS, read_image, write_result
+from ._files import FITS_ENDINGS, read_image, split_hdu_suffix, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -222,8 +222,7 @@ def _read_input(path, hdu_index):
     try:
         data, header, mask, uncertainty = read_image(path, hdu_index)
     except ValueError as err:
-        option = f" (--hdu {hdu_index})" if hdu_index is not None else ""
-        raise UserError(f"{path}{option}: {err}") from None
+        raise UserError(f"{path}: {err}") from None
     return NDData(data, meta=header, mask=mask, uncertainty=uncertainty)
 
 
@@ -241,16 +240,11 @@ def _check_output(output, inputs):
 
 
 def _input_and_hdu(given, hdu):
-    """(path, HDU) of the input: ``file.fits[1]`` and ``file.fits[SCI]`` name an HDU too.
-
-    The bracket is read as an HDU only when ``given`` is not itself a file.
-    """
-    match = re.fullmatch(r"(.+)\[([^\[\]]+)\]", given)
-    if match is None or Path(given).exists() or not Path(match[1]).is_file():
-        return given, hdu
-    if hdu is not None:
+    """(path, HDU) of the input: ``file.fits[1]`` and ``file.fits[SCI]`` name an HDU too."""
+    path, named = split_hdu_suffix(given)
+    if named is not None and hdu is not None:
         raise UserError(f"{given} names its HDU; leave out --hdu {hdu}")
-    return match[1], _hdu_spec(match[2])
+    return path, hdu if named is None else named
 
 
 def _hdu_spec(text):

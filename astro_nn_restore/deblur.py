@@ -57,6 +57,7 @@ import numpy as np
 from astropy.nddata import NDData
 
 from . import chunked
+from ._files import image_hdu_index, split_hdu_suffix
 from ._inference import run_network
 from ._nddata import noise_map, noise_note, parse_image, repack, restore_bad_pixels, restore_color
 from ._warnings import warn
@@ -82,10 +83,10 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
         1. Odd sizes are taken as centred on the central pixel; even sizes
         are resampled onto an odd grid centred on their centroid (see
         `prepare_psf`). A FITS file with several image HDUs needs the one
-        meant: ``"psf.fits[2]"``; the HISTORY records which. Default: the
-        input's own ``psf`` (an `~astropy.nddata.NDData` attribute) when it
-        has one, else blind deblurring (see the module docstring for the PSF
-        range).
+        meant: ``"psf.fits[2]"`` or ``"psf.fits[PSF]"``; the HISTORY records
+        which. Default: the input's own ``psf`` (an `~astropy.nddata.NDData`
+        attribute) when it has one, else blind deblurring (see the module
+        docstring for the PSF range).
     uncertainty : ndarray, NDUncertainty or float, optional
         Noise per pixel (standard deviation, data unit). Default: the
         input's uncertainty, or else measured on the image by
@@ -488,35 +489,26 @@ def _psf_array(psf):
 
 
 def _psf_hdu(hdulist, index, what, how):
-    """The image HDU ``index`` of ``hdulist``, or its only image HDU (``index`` None)."""
-    images = [k for k, h in enumerate(hdulist) if h.is_image and h.data is not None]
+    """The image HDU ``index`` (a number or an ``EXTNAME``) of ``hdulist``, or its only
+    image HDU (``index`` None: with several, which one is meant must be said)."""
     if index is None:
+        images = [k for k, h in enumerate(hdulist) if h.is_image and h.data is not None]
         if len(images) > 1:
             raise ValueError(f"{what} has {len(images)} image HDUs "
                              f"({', '.join(map(str, images))}): name one, as {how}")
-        if not images:
-            raise ValueError(f"{what} has no image HDU with data")
-        index = images[0]
-    if index not in images:
-        raise ValueError(f"HDU {index} of {what} is not an image with data (image HDUs: "
-                         f"{images})")
-    return hdulist[index]
+    try:
+        return hdulist[image_hdu_index(hdulist, index)]
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 def _psf_path_and_hdu(psf):
-    """``(path, hdu index or None)`` of a PSF file name, ``"psf.fits"`` or ``"psf.fits[2]"``."""
-    import re
-
-    text = os.fspath(psf)
-    if os.path.exists(text):
-        return text, None
-    match = re.fullmatch(r"(.+)\[([^\]]*)\]", text)
-    if match and os.path.exists(match.group(1)):
-        if not match.group(2).isdigit():
-            raise ValueError(f"PSF {text}: the HDU in [K] must be a number >= 0, got "
-                             f"{match.group(2)!r}")
-        return match.group(1), int(match.group(2))
-    raise FileNotFoundError(f"no such PSF file: {text}")
+    """``(path, HDU or None)`` of a PSF file name: ``"psf.fits"``, ``"psf.fits[2]"``,
+    ``"psf.fits[PSF]"`` (`~astro_nn_restore._files.split_hdu_suffix`)."""
+    path, index = split_hdu_suffix(psf)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such PSF file: {path}")
+    return path, index
 
 
 def _given_or_own_psf(psf, data):

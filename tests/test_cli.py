@@ -170,7 +170,7 @@ def test_mask_uncertainty_and_hdu(tmp_path, tiny_model, capsys):
     # --hdu 0 is the image; the mask extension is not an image to denoise by mistake
     assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "0", "--overwrite")) == 0
     assert cli.main(_denoise_args(src, out, tiny_model[0], "--hdu", "7", "--overwrite")) == 2
-    _one_line_error(capsys, "--hdu 7")
+    _one_line_error(capsys, "HDU 7 does not exist")
 
 
 def test_hdu_option_and_unit(tmp_path, tiny_model, capsys):

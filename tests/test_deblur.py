@@ -295,17 +295,21 @@ def test_a_psf_file_with_several_images_needs_the_hdu_named(blurred_sky, tiny_mo
     image, kernel, _ = blurred_sky
     wide = psf_moffat(6.0, beta=3.0)
     path = tmp_path / "psfs.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wide), fits.ImageHDU(kernel)]).writeto(path)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wide),
+                  fits.ImageHDU(kernel, name="NARROW")]).writeto(path)
     with pytest.raises(ValueError, match=r"2 image HDUs \(1, 2\): name one"):
         deblur(image, psf=path, model=tiny_model_path)
     second = deblur(image, psf=f"{path}[2]", model=tiny_model_path)
     np.testing.assert_array_equal(second.data, deblur(image, psf=kernel,
                                                       model=tiny_model_path).data)
     assert "PSF given (psfs.fits[2])" in "".join(second.header["HISTORY"])
-    for bad, message in ((f"{path}[0]", "HDU 0 of the PSF file"),
-                         (f"{path}[7]", "HDU 7 of the PSF file"),
-                         (f"{path}[PSF]", r"must be a number >= 0, got 'PSF'"),
-                         (f"{path}[-1]", r"must be a number >= 0, got '-1'"),
+    for same in (f"{path}[narrow]", f"{path}[-1]"):  # an EXTNAME or a negative index too
+        np.testing.assert_array_equal(deblur(image, psf=same, model=tiny_model_path).data,
+                                      second.data)
+    for bad, message in ((f"{path}[0]", "the PSF file .*: HDU 0 of the FITS file holds no "
+                                        "image data"),
+                         (f"{path}[7]", "the PSF file .*: .* HDU 7 does not exist"),
+                         (f"{path}[PSF]", r"no HDU named 'PSF' \(its HDUs: PRIMARY, 1, NARROW\)"),
                          (f"{tmp_path / 'none.fits'}[1]", "no such PSF file")):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             deblur(image, psf=bad, model=tiny_model_path)

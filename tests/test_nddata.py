@@ -463,12 +463,13 @@ def test_a_dict_meta_keeps_long_keys_and_comments(tiny_model):
 def test_an_ape14_wcs_view_is_refused_before_any_work(tiny_model):
     from astropy.nddata import NDDataRef
 
-    cube = WCS(naxis=3)
-    cube.wcs.ctype = ["RA---TAN", "DEC--TAN", "FREQ"]
-    sliced = NDDataRef(np.stack([_data()] * 2), wcs=cube)[1]
-    assert not isinstance(sliced.wcs, WCS)
-    with pytest.raises(TypeError, match="APE 14 view.*wcs.celestial"):
-        _denoise(sliced, tiny_model)
+    cube = WCS(naxis=4)  # a time series of cubes: [1] is one (planes, ny, nx) cube
+    cube.wcs.ctype = ["RA---TAN", "DEC--TAN", "FREQ", "TIME"]
+    for planes in (2, 3):  # three planes would be taken for a colour cube
+        sliced = NDDataRef(np.stack([np.stack([_data()] * planes)] * 2), wcs=cube)[1]
+        assert not isinstance(sliced.wcs, WCS)
+        with pytest.raises(TypeError, match="APE 14 view.*wcs.celestial"):
+            _denoise(sliced, tiny_model)
 
 
 def test_provenance_for_a_module(tiny_model):

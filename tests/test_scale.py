@@ -144,6 +144,20 @@ def test_path_with_out_is_read_memory_mapped(sky_file, tmp_path):
     _assert_same(result, expected)
 
 
+def test_mask_and_uncertainty_extensions_stay_memory_mapped(sky, tmp_path):
+    """The chunked path must not read a big file's MASK or UNCERT into memory."""
+    from astro_nn_restore._files import read_image_hdu
+    from astro_nn_restore.chunked import _is_memory_mapped
+
+    path = tmp_path / "ccd.fits"
+    CCDData(sky.data, unit=sky.unit, mask=sky.mask,
+            uncertainty=StdDevUncertainty(np.full(SHAPE, 5.0))).write(path)
+    with fits.open(path, memmap=True) as hdulist:
+        _, _, mask, uncertainty = read_image_hdu(hdulist)
+        assert _is_memory_mapped(mask) and _is_memory_mapped(uncertainty.array)
+        assert_array_equal(mask, sky.mask)
+
+
 def test_out_refuses_to_overwrite(sky, tmp_path):
     out = tmp_path / "exists.fits"
     out.write_bytes(b"keep me")

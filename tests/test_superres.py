@@ -326,9 +326,11 @@ def test_add_blocks_grows_the_init_model_without_changing_its_output(tmp_path, c
     untrained = super_resolve(sky, model=SRResNet(channels=4, blocks=1))  # bicubic, projected
     assert not np.allclose(before.data, untrained.data)
     np.testing.assert_allclose(super_resolve(sky, model=grown).data, before.data, rtol=1e-6)
-    for refused in (["--arch", '{"channels": 4, "blocks": 1}'],
-                    ["--init", str(start), "--add-blocks", "-1"]):
+    for refused in (["--arch", '{"channels": 4, "blocks": 1}', "--add-blocks", "1"],
+                    ["--init", str(start), "--add-blocks", "-1"],
+                    ["--init", str(start), "--add-blocks", "0"],
+                    ["--init", "srcnn", "--add-blocks", "2"]):
         assert main(["superres", "--out", str(tmp_path / "c"), "--steps", "1", *refused,
-                     *([] if "--add-blocks" in refused else ["--add-blocks", "1"]),
                      *common]) == 2
-        assert "--add-blocks" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--add-blocks" in err

@@ -80,14 +80,19 @@ def _skies(seed, n):
     return ImagePool.simulated(seed=seed, n=n, fwhm_range=FWHM_RANGE, diffuse_share=DIFFUSE_SHARE)
 
 
-def _check_add_blocks(config, name):
-    """``--add-blocks`` (0 when absent): only for growing an ``--init`` SRResNet."""
-    add = config.extra.get("add_blocks", 0)
-    if add and (config.extra.get("init") is None or name != "default"):
+def _check_add_blocks(config):
+    """``--add-blocks`` (0 when absent): at least 1, and only to grow an ``--init`` SRResNet."""
+    from ..registry import find_card
+
+    add = config.extra.get("add_blocks")
+    if add is None:
+        return 0
+    if add < 1:
+        raise ValueError(f"--add-blocks must be >= 1, got {add}")
+    init = config.extra.get("init")
+    if init is None or find_card(init, task="superres")["architecture"] != "SRResNet":
         raise ValueError("--add-blocks grows the residual net of an --init model: give "
                          "--init with a default-architecture (SRResNet) model")
-    if add < 0:
-        raise ValueError(f"--add-blocks must be >= 1, got {add}")
     return add
 
 
@@ -104,7 +109,7 @@ class SuperResTask(TrainTask):
             raise ValueError(f"unknown superres architecture {name!r}: use 'default' or 'srcnn'")
         # a fine-tuned model keeps the class of its card (see `initial_model`)
         self.cls = None if config.extra.get("init") is not None else ARCHITECTURES[name]
-        self.add_blocks = _check_add_blocks(config, name)
+        self.add_blocks = _check_add_blocks(config)
         if self.add_blocks:
             self.arguments["blocks"] += self.add_blocks
         self.real = ImagePool.real(folder=config.data)

@@ -123,6 +123,16 @@ def test_rgb_layer_gives_rgb_layer(make_napari_viewer, qtbot, tiny_model):
     assert out.metadata["header"]["ANR_OP"] == "denoise_residual"
 
 
+def test_a_layer_whose_wcs_was_replaced_is_refused_in_the_status(make_napari_viewer,
+                                                                 tiny_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((32, 24, 3)).astype(np.float32),
+                     name="colour", rgb=True, metadata={"wcs": "not a WCS"})
+    widget = docked_widget(viewer, tiny_model)
+    assert widget.run() is None
+    assert "metadata['wcs']" in widget.status.value and len(viewer.layers) == 1
+
+
 def test_no_weights_file_is_explained(make_napari_viewer, fits_file):
     viewer = make_napari_viewer()
     viewer.open(fits_file, plugin=PLUGIN)

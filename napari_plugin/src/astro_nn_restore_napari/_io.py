@@ -206,6 +206,9 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
 
     array = _fits_dtype(_native(np.asarray(data)), name)
     wcs, note = metadata.get("wcs"), None
+    if wcs is not None and not isinstance(wcs, WCS):
+        raise TypeError(f"'{name}' has a {type(wcs).__name__} as metadata['wcs']; it must be "
+                        "an astropy.wcs.WCS (or None): reload the image or set it again")
     if rgb:
         array = np.moveaxis(array, -1, 0)
         if wcs is not None and wcs.naxis == 2:
