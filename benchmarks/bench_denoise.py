@@ -60,7 +60,21 @@ def parse_args(argv=None):
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    _check_baseline_packages(args)
     return args
+
+
+def _check_baseline_packages(args):
+    """The wavelet baseline needs PyWavelets; BM3D runs only if it is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("pywt") is None:
+        raise SystemExit("bench_denoise: the wavelet baseline needs PyWavelets; install the "
+                         "benchmark extra: pip install -e '.[baselines]'")
+    if args.bm3d_max and importlib.util.find_spec("bm3d") is None:
+        print("bench_denoise: bm3d is not installed: BM3D is not run (shown as '—')",
+              file=sys.stderr)
+        args.bm3d_max = 0
 
 
 # ------------------------------------------------------------------ images
