@@ -656,14 +656,17 @@ def color_result(parsed, rgb, *, operation, model_card, factor=1, wcs=None, hist
     return result
 
 
-def restore_color(parsed, restore_plane, uncertainty=None, *, operation, model_card):
+def restore_color(parsed, restore_plane, uncertainty=None, *, operation, model_card,
+                  history=()):
     """A colour image restored in its luminance, chroma kept, NaN and mask restored.
 
     ``restore_plane(luminance, sigma)`` restores the 2-D luminance; ``sigma``
     is its noise (``_color.luminance_sigma``) from
     ``uncertainty`` or the input's own uncertainty (per channel, or one value
     or map for all three), or None: then it is measured from the image.
-    Returned as the input came (`color_result`).
+    Returned as the input came (`color_result`); a cube's HISTORY gets
+    ``history``, where the noise came from and that only the luminance was
+    restored.
     """
     from ._color import luminance_sigma, merge_luminance, split_luminance
 
@@ -671,8 +674,10 @@ def restore_color(parsed, restore_plane, uncertainty=None, *, operation, model_c
     luminance, chroma = split_luminance(filled_for_network(parsed, 0.0))
     restored = restore_plane(luminance, None if sigma is None else luminance_sigma(sigma))
     rgb = merge_luminance(restored, chroma)
+    notes = [*history, noise_note(operation, uncertainty, parsed.uncertainty),
+             f"{operation}: the luminance Y = 0.299 R + 0.587 G + 0.114 B restored, chroma kept"]
     return color_result(parsed, restore_bad_pixels(parsed, rgb), operation=operation,
-                        model_card=model_card)
+                        model_card=model_card, history=notes)
 
 
 #: Keys an output header must not inherit from its input: the file layout,

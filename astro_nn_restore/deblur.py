@@ -162,7 +162,8 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     if parsed.is_color:
         return restore_color(parsed, lambda y, sigma: _deblur_plane(y, parsed.bad, sigma, kernel,
                                                                     module, tiling)[0],
-                             uncertainty, operation="deblur", model_card=card)
+                             uncertainty, operation="deblur", model_card=card,
+                             history=[psf_note])
     sigma = noise_map(parsed, uncertainty)
     restored, flux_note = _deblur_plane(parsed.data, parsed.bad, sigma, kernel, module, tiling)
     restore_bad_pixels(parsed, restored)

@@ -236,6 +236,14 @@ def test_deblur_colour_keeps_chroma(tiny_net):
     assert_allclose(out[..., 2] - out @ luma, rgb[..., 2] - rgb @ luma, atol=1e-5)
 
 
+def test_a_colour_cube_records_its_psf_and_noise_in_history(tiny_net):
+    cube = CCDData(np.random.default_rng(3).normal(100, 5, (3, 40, 48)), unit="adu")
+    out = deblur(cube, psf=psf_gaussian(2.0), uncertainty=5.0, model=tiny_net, **FAST)
+    history = "".join(out.header["HISTORY"])  # long lines are split over cards
+    assert "PSF given (ndarray)" in history and "uncertainty argument (one value)" in history
+    assert "luminance" in history and "chroma kept" in history
+
+
 def test_deblur_colour_keeps_the_mask_and_uses_the_uncertainty(tiny_net):
     rgb = np.clip(np.random.default_rng(2).normal(0.3, 0.05, (40, 48, 3)), 0, 1)
     mask = np.zeros(rgb.shape, bool)
