@@ -17,7 +17,8 @@ from astropy.io import fits
 from ._warnings import warn
 
 __all__ = ["FITS_ENDINGS", "READ_ENDINGS", "image_header", "image_hdu_index", "is_colour_cube",
-           "read_image", "read_image_hdu", "replacing", "split_hdu_suffix", "write_result"]
+           "hdu_spec", "read_image", "read_image_hdu", "replacing", "split_hdu_suffix",
+           "write_result"]
 
 #: File name endings of FITS outputs (astropy compresses ``.gz`` ones).
 FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -109,8 +110,19 @@ def split_hdu_suffix(text):
     match = re.fullmatch(r"(.+)\[([^\[\]]+)\]", text)
     if match is None or os.path.exists(text) or not os.path.isfile(match[1]):
         return text, None
-    spec = match[2].strip()
-    return match[1], int(spec) if re.fullmatch(r"[+-]?\d+", spec) else spec
+    return match[1], hdu_spec(match[2])
+
+
+def hdu_spec(text):
+    """An HDU as the user wrote it: an index (``"1"``, ``"-1"``) or an ``EXTNAME`` (``"SCI"``).
+
+    Examples
+    --------
+    >>> hdu_spec(" 2"), hdu_spec("-1"), hdu_spec("SCI")
+    (2, -1, 'SCI')
+    """
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else text
 
 
 def image_hdu_index(hdulist, index=None):
@@ -177,8 +189,9 @@ def image_header(hdulist, index):
 def read_image_hdu(hdulist, index=None):
     """``(data, header, mask, uncertainty)`` of one image HDU of an open HDUList.
 
-    ``data`` is the HDU's array as it is (not copied: a memory map stays one).
-    The header is `image_header`'s. Mask and uncertainty come from the
+    ``data`` is the HDU's array as it is (not copied: a memory map stays one),
+    and so is the mask (CCDData's uint8, nonzero = masked; the operations read
+    it as bool). The header is `image_header`'s. Mask and uncertainty come from the
     ``MASK`` and ``UNCERT`` extensions `~astropy.nddata.CCDData.write`
     writes, when present; one whose shape or uncertainty type does not fit is
     not used, with a warning.
@@ -189,11 +202,11 @@ def read_image_hdu(hdulist, index=None):
     return data, image_header(hdulist, index), mask, uncertainty
 
 
-def read_image(path, index=None):
-    """`read_image_hdu` of a FITS file, its arrays read into memory."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such FITS file: {path}")
-    with fits.open(path, memmap=False) as hdulist:
+def read_image(file, index=None):
+    """`read_image_hdu` of a FITS file (a path, or an open file object), read into memory."""
+    if isinstance(file, (str, os.PathLike)) and not os.path.exists(file):
+        raise FileNotFoundError(f"no such FITS file: {os.fspath(file)}")
+    with fits.open(file, memmap=False) as hdulist:
         data, header, mask, uncertainty = read_image_hdu(hdulist, index)
         return np.array(data), header, mask, uncertainty
 
@@ -204,9 +217,7 @@ def _ccddata_extensions(hdulist, shape):
 
     mask = uncertainty = None
     if _usable_extension(hdulist, "MASK", shape):
-        stored = hdulist["MASK"].data
-        # CCDData writes uint8 0/1: a view keeps a memory map one (the chunked path)
-        mask = stored.view(bool) if stored.dtype == np.uint8 else stored.astype(bool)
+        mask = hdulist["MASK"].data  # as stored (nonzero: masked), so a memory map stays one
     if _usable_extension(hdulist, "UNCERT", shape):
         kind = hdulist["UNCERT"].header.get("UTYPE", "StdDevUncertainty")
         classes = {c.__name__: c for c in (nddata.StdDevUncertainty, nddata.VarianceUncertainty,

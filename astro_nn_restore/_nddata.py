@@ -143,7 +143,7 @@ def _is_bare(data, header, wcs):
 def _image_wcs(wcs, header, shape):
     """The 2-D WCS of a (ny, nx) or (ny, nx, 3) image: a copy of the input's, or the header's."""
     if wcs is None:
-        wcs = _wcs_from_header(header) if header else None
+        wcs = wcs_from_header(header) if header else None
     else:
         wcs = copy.deepcopy(wcs)  # the output must not share the input's WCS object
     if wcs is None:
@@ -367,15 +367,18 @@ def _checked_mask(mask, shape):
     raise ValueError(f"mask shape {mask.shape} does not match data shape {shape}")
 
 
-def _wcs_from_header(header):
-    """The header's WCS, or None (with a warning) when wcslib rejects it, as CCDData.read does."""
+def wcs_from_header(header, *, naxis=2):
+    """The header's WCS, or None (with a warning) when wcslib rejects it, as CCDData.read does.
+
+    ``naxis=2``: the image's two axes; ``None``: every axis (a cube's).
+    """
     try:
-        wcs = WCS(header, naxis=2, fix=False)
+        wcs = WCS(header, naxis=naxis, fix=False)
         wcs.wcs.set()
     except Exception as err:  # wcslib raises many classes (SingularMatrixError, ...)
         reason = " ".join(str(err).split())[:160]
-        warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the output "
-             "has no WCS and no WCS keywords")
+        warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the data are "
+             "taken without a WCS (an output gets no WCS keywords)")
         return None
     return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
 

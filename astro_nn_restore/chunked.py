@@ -208,9 +208,9 @@ def lazy_sigma(uncertainty, reference, unit, bad=None):
         sigma = da.map_blocks(_nddata.refuse_negative_sigma, sigma, bad, dtype=sigma.dtype)
     sigma = {"VarianceUncertainty": da.sqrt, "InverseVariance": lambda v: 1 / da.sqrt(v)}.get(
         kind, lambda s: s)(sigma)
-    own = uncertainty.unit
-    if own is not None:  # the unit of the standard deviation (mJy**2 -> mJy, 1/Jy**2 -> Jy)
-        own = {"VarianceUncertainty": own**0.5, "InverseVariance": own**-0.5}.get(kind, own)
+    # the standard deviation's unit (mJy2 -> mJy, 1/Jy2 -> Jy), by astropy's rule
+    own = type(uncertainty)(np.ones(1), unit=uncertainty.unit).represent_as(
+        StdDevUncertainty).unit
     if own is not None and own != unit:
         sigma = sigma * (1 * own).to_value(unit)
     return sigma.astype(np.float32)

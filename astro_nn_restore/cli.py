@@ -35,12 +35,11 @@ load, an input that cannot be parsed, an existing output) print one line
 """
 
 import argparse
-import re
 import sys
 from importlib import import_module
 from pathlib import Path
 
-from ._files import FITS_ENDINGS, read_image, split_hdu_suffix, write_result
+from ._files import FITS_ENDINGS, hdu_spec, read_image, split_hdu_suffix, write_result
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -149,7 +148,7 @@ def _add_operation(subparsers, name, import_path, extra_options):
     parser.add_argument("-o", "--output", required=True, help="output FITS file")
     _add_tiling_options(parser)
     _add_unit_option(parser)
-    parser.add_argument("--hdu", type=_hdu_spec,
+    parser.add_argument("--hdu", type=hdu_spec,
                         help="HDU index or EXTNAME (default: the first image HDU); "
                              "INPUT[1] or INPUT[SCI] says the same")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -245,12 +244,6 @@ def _input_and_hdu(given, hdu):
     if named is not None and hdu is not None:
         raise UserError(f"{given} names its HDU; leave out --hdu {hdu}")
     return path, hdu if named is None else named
-
-
-def _hdu_spec(text):
-    """An HDU index (``1``, ``-1``) or an EXTNAME (``SCI``)."""
-    text = text.strip()
-    return int(text) if re.fullmatch(r"[+-]?\d+", text) else text
 
 
 def _run_operation(args):

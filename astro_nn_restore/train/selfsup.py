@@ -126,16 +126,8 @@ def load_frames(folder, *, gain=None, read_noise=None, sky=None):
     if not frames:
         raise ValueError(f"--data {folder}: none of its {len(paths)} FITS file(s) is a usable "
                          "2-D frame (see the warnings)")
-    return sorted(frames, key=lambda f: (_observation_date(f), f.path.name))
-
-
-def _observation_date(frame):
-    """DATE-OBS of the frame's image HDU, or of its primary header (multi-extension files)."""
-    if "DATE-OBS" in frame.parsed.meta:
-        return str(frame.parsed.meta["DATE-OBS"])
-    from astropy.io import fits
-
-    return str(fits.getheader(frame.path, 0).get("DATE-OBS", ""))
+    # an extension's header inherits the primary's DATE-OBS (`_files.image_header`)
+    return sorted(frames, key=lambda f: (str(f.parsed.meta.get("DATE-OBS", "")), f.path.name))
 
 
 def find_pairs(frames):

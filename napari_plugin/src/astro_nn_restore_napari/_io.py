@@ -30,18 +30,16 @@ the environment variable ``ASTRO_NN_RESTORE_NAPARI_OVERWRITE=1``.
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
-from astro_nn_restore._files import READ_ENDINGS, image_hdu_index, is_colour_cube, read_image_hdu
-from astro_nn_restore._nddata import unit_from_bunit
+from astro_nn_restore._files import READ_ENDINGS, is_colour_cube, read_image
+from astro_nn_restore._nddata import unit_from_bunit, wcs_from_header
 
 __all__ = ["FITS_SUFFIXES", "OVERWRITE_ENV", "get_reader", "read_fits", "layer_data_from_file",
            "layer_data_from_ccd", "ccd_from_layer", "write_fits", "save_fits", "display_limits",
@@ -98,37 +96,18 @@ def _unit_from_header(header):
                 f"BUNIT {bunit!r} is not a unit astropy understands: data treated as dimensionless")
 
 
-def _header_wcs(header):
-    """The header's WCS (all its axes, as `CCDData.read` makes it), or None.
-
-    None too, with a warning, when wcslib rejects the header.
-    """
-    try:
-        wcs = WCS(header)
-    except Exception as err:  # wcslib raises many classes (SingularMatrixError, ...)
-        warnings.warn(f"the header's WCS is not valid ({type(err).__name__}: {err}); the "
-                      "layer has no WCS", AstropyUserWarning, stacklevel=2)
-        return None
-    return wcs if any(wcs.wcs.ctype) else None
-
-
 def layer_data_from_file(file, *, name, source=None):
     """Layer-data tuple for the first image HDU of a FITS file (a path, or its bytes).
 
-    Read by the rules of the core's file inputs (`astro_nn_restore._files.read_image_hdu`,
-    as `CCDData.read` reads a file): the header with the primary header's keys
+    Read by the rules of the core's file inputs (`astro_nn_restore._files.read_image`,
+    much as `CCDData.read` reads a file): the header with the primary header's keys
     an extension inherits, the ``MASK`` and ``UNCERT`` extensions when their
     shapes match (otherwise not used, with a warning), the WCS of the header.
     """
-    def opened():
-        return io.BytesIO(file) if isinstance(file, bytes) else file
-
-    with fits.open(opened(), memmap=False) as hdulist:
-        index = image_hdu_index(hdulist)
-        data, header, mask, uncertainty = read_image_hdu(hdulist, index)
-        data = np.array(data)
+    data, header, mask, uncertainty = read_image(io.BytesIO(file) if isinstance(file, bytes)
+                                                 else file)
     unit, note = _unit_from_header(header)
-    wcs = _header_wcs(header)
+    wcs = wcs_from_header(header, naxis=None)  # every axis: a colour cube keeps its band axis
     ccd = CCDData(data, unit=unit, wcs=wcs, meta=header, mask=mask, uncertainty=uncertainty)
     return layer_data_from_ccd(ccd, name=name, header=header, note=note, source=source)
 
