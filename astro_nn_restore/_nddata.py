@@ -28,7 +28,7 @@ from astropy.nddata import CCDData, NDData, StdDevUncertainty
 from astropy.wcs import WCS
 
 from ._files import read_image, read_image_hdu
-from ._warnings import warn
+from ._warnings import error_text, one_line, warn
 from .wcs_utils import strip_wcs_keywords
 
 __all__ = []
@@ -376,8 +376,7 @@ def wcs_from_header(header, *, naxis=2):
         wcs = WCS(header, naxis=naxis, fix=False)
         wcs.wcs.set()
     except Exception as err:  # wcslib raises many classes (SingularMatrixError, ...)
-        reason = " ".join(str(err).split())[:160]
-        warn(f"the header's WCS is not valid ({type(err).__name__}: {reason}); the data are "
+        warn(f"the header's WCS is not valid ({error_text(err, 160)}); the data are "
              "taken without a WCS (an output gets no WCS keywords)")
         return None
     return wcs if wcs.wcs.ctype[0] or wcs.has_celestial else None
@@ -731,7 +730,7 @@ def card_text(text):
     'a [31m b'
     """
     printable = "".join(c if c.isprintable() else " " for c in str(text))
-    return " ".join(printable.split()).encode("ascii", "replace").decode("ascii")
+    return one_line(printable).encode("ascii", "replace").decode("ascii")
 
 
 def repack(parsed, output, *, operation, model_card, wcs=None, unit=None, mask=None,

@@ -40,6 +40,7 @@ from importlib import import_module
 from pathlib import Path
 
 from ._files import FITS_ENDINGS, hdu_spec, read_image, split_hdu_suffix, write_result
+from ._warnings import one_line
 from .registry import ModelLoadError
 
 __all__ = ["main", "OPERATIONS"]
@@ -106,7 +107,7 @@ class UserError(Exception):
 
 def print_error(prog, err):
     """Print ``err`` as one line ``PROG: error: ...`` to stderr; return the exit status 2."""
-    message = " ".join(str(err).split()) or type(err).__name__
+    message = one_line(err) or type(err).__name__
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._warnings import warn
+from ._warnings import one_line, warn
 
 __all__ = ["hubble_deep_field", "packaged_images", "fits_folder_images", "ImagePool",
            "describe_real_share", "sky_psf", "HDF_SPLIT_COLUMN", "PACKAGED_IMAGES",
@@ -157,7 +157,7 @@ def read_training_frame(path):
             warnings.filterwarnings("ignore", message="File may have been truncated")
             parsed = parse_image(path, unit=u.dimensionless_unscaled)
     except (OSError, ValueError, TypeError) as err:
-        return None, " ".join(str(err).split())[:160]
+        return None, one_line(err, 160)
     if parsed.bad.all():
         return None, "no finite, unmasked pixel"
     return parsed, None

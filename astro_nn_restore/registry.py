@@ -17,6 +17,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from ._warnings import one_line
+
 __all__ = ["ModelLoadError", "available_models", "find_card", "load_model", "save_model",
            "read_card", "weights_dir"]
 
@@ -189,9 +191,9 @@ def load_model(model="default", *, task=None):
         module = build_model(card["architecture"], **card["arguments"])
         module.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as err:
-        reason = " ".join(str(err).split())  # load_state_dict lists every key: keep the start
+        # load_state_dict lists every key: keep the start
         raise ModelLoadError(f"{card_path} does not describe the weights in {weights}: "
-                             f"{reason[:300]}{'...' if len(reason) > 300 else ''}") from err
+                             f"{one_line(err, 300)}") from err
     card.setdefault("name", card_path.stem)
     return module.eval(), card
 

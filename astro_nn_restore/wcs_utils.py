@@ -318,13 +318,12 @@ def band_cube_wcs(wcs, shape, bands=("R", "G", "B")):
     cube = _shaped(add_band_axis(wcs, bands), shape, len(bands))
     if not wcs.has_celestial or _cube_round_trips(cube, wcs, shape):
         return cube, None
-    from ._warnings import warn
+    from ._warnings import error_text, warn
 
     try:
         linear, error, pixel = _linear_fit(wcs, shape)
     except Exception as err:  # noqa: BLE001 - no fit (no frame, no finite point...): no WCS
-        message = " ".join(str(err).split())[:160]  # wcslib's are multi-line
-        linear, reason = None, f"no linear fit could be made ({type(err).__name__}: {message})"
+        linear, reason = None, f"no linear fit could be made ({error_text(err, 160)})"
     else:
         reason = (f"its best linear fit is {error:.3g} arcsec off somewhere, more than a "
                   f"pixel ({pixel:.3g} arcsec)")

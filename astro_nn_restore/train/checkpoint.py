@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from .._warnings import error_text
+
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
 
@@ -66,8 +68,7 @@ def load_checkpoint(path, model, optimizer, scheduler):
     try:
         return _load_checkpoint(path, model, optimizer, scheduler)
     except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as err:
-        reason = " ".join(str(err).split())[:200]
-        raise ValueError(f"cannot resume from {path} ({type(err).__name__}: {reason}): it is "
+        raise ValueError(f"cannot resume from {path} ({error_text(err)}): it is "
                          "damaged, or not a checkpoint of this task with these settings; "
                          "start the run again with --overwrite") from err
 

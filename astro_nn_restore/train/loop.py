@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._warnings import error_text
 from ..registry import ModelLoadError, save_model
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -369,9 +370,8 @@ def _build(task, config):
     except (TypeError, ValueError, IndexError, RuntimeError) as err:
         if not architecture:
             raise
-        reason = " ".join(str(err).split())[:200]
         raise ValueError(f"--arch {json.dumps(architecture)} does not build a {task.task} "
-                         f"network ({type(err).__name__}: {reason})") from err
+                         f"network ({error_text(err)})") from err
 
 
 def _check_patch_size(model, config):
