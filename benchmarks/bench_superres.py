@@ -32,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DATA_DIR
+from _common import DATA_DIR, absent_images, load_image
 from astropy import units as u
-from astropy.io import fits
 from astropy.nddata import CCDData, block_reduce
 from astropy.wcs import WCS
 from photutils.centroids import centroid_quadratic, centroid_sources
@@ -48,16 +47,15 @@ from astro_nn_restore.registry import ModelLoadError, load_model
 from astro_nn_restore.simulate import simulate_sky
 from astro_nn_restore.wcs_utils import rescale_wcs
 
-DATA = DATA_DIR  # ../shared/data beside the checkout, or $ANR_SHARED_DATA
 SIM_SEEDS = (990_001, 990_002, 990_003, 990_004)  # training uses seed*100003+i, i<96
-REAL = [  # (name, path, hdu, crop (y0, x0, size))
-    ("M51 (KPNO B)", "m51_ccd_b/M51.fits", 0, (0, 0, 512)),
-    ("M67 (POSS plate)", "m67_poss/M6707HH.fits", 0, (270, 270, 512)),
-    ("Spitzer IRAC2", "glimpse_irac_psf/spitzer_example_image.fits", 0, (0, 256, 512)),
-    ("TRACE 171", "trace_171/trace_171_1998-05-19T222143_1024.fits", 0, (256, 256, 512)),
-    ("AIA 171", "aia_171/aia_171_level1.fits", 0, (0, 0, 128)),
-    ("M13 raw frame", "m13_raw_frames/M13_blue_0001.fits", 0, (264, 440, 512)),
-    ("AEGIS F606W stamp", "aegis_acs_stamps_psf/AEGIS_F606w_images_01.fits", 1, (0, 0, 142)),
+REAL = [  # (label, name in _common.REAL_IMAGES, crop (y0, x0, size))
+    ("M51 (KPNO B)", "m51", (0, 0, 512)),
+    ("M67 (POSS plate)", "m67", (270, 270, 512)),
+    ("Spitzer IRAC2", "glimpse", (0, 256, 512)),
+    ("TRACE 171", "trace171", (256, 256, 512)),
+    ("AIA 171", "aia171", (0, 0, 128)),
+    ("M13 raw frame", "m13_1", (264, 440, 512)),
+    ("AEGIS F606W stamp", "aegis_f606w_01_1", (0, 0, 142)),
 ]
 CLASSICAL = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 
@@ -82,32 +80,25 @@ def load(name, fallback):
         return fallback.eval(), f"{type(fallback).__name__} UNTRAINED stand-in"
 
 
-#: Real images absent from DATA (listed in the report).
-SKIPPED = set()
-
-
-def read_real(relpath, hdu, crop, quick):
-    path = DATA / relpath
-    if not path.exists():
-        print(f"skip {relpath}: absent")
-        SKIPPED.add(relpath)
+def read_real(name, crop, quick):
+    """(image, WCS) of a `REAL` crop, even-sized, NaN replaced by the median; None if absent."""
+    image = load_image(name)
+    if image is None:
+        print(f"skip {name}: absent")
         return None
-    with fits.open(path) as hdul:
-        data = np.asarray(hdul[hdu].data, dtype=np.float64)
-        header = hdul[hdu].header.copy()
     y0, x0, size = crop
-    size = 64 if quick else size
-    data = data[y0 : y0 + size, x0 : x0 + size]
-    data = data[: data.shape[0] // 2 * 2, : data.shape[1] // 2 * 2]
-    return np.where(np.isfinite(data), data, np.nanmedian(data)), header, (y0, x0)
+    image = image.crop(64 if quick else size, origin=(y0, x0))
+    data = image.data.astype(np.float64)[: image.data.shape[0] // 2 * 2,
+                                         : image.data.shape[1] // 2 * 2]
+    return np.where(np.isfinite(data), data, np.nanmedian(data)), image.wcs
 
 
 def test_images(quick):
     images = []
-    for name, relpath, hdu, crop in REAL[:2] if quick else REAL:
-        loaded = read_real(relpath, hdu, crop, quick)
+    for label, name, crop in REAL[:2] if quick else REAL:
+        loaded = read_real(name, crop, quick)
         if loaded is not None:
-            images.append((name, loaded[0]))
+            images.append((label, loaded[0]))
     hdf = hubble_deep_field("heldout").astype(np.float64)
     images.append(("HDF held-out (HST)", hdf[:64, :64] if quick else hdf[:872, :250]))
     shape = (64, 64) if quick else (256, 256)
@@ -255,10 +246,9 @@ def astrometry_rows(nets, quick):
     x, y = star_positions_sim(sim)
     rows = [(f"simulated, {kind}", *astrometry(reference, w, x, y, nets))
             for kind, w in sip_tpv_headers(sim.noisy.wcs).items()]
-    loaded = read_real(REAL[2][1], 0, (0, 256, 256), quick)
+    loaded = read_real(REAL[2][1], (0, 256, 256), quick)
     if loaded is not None:
-        image, header, (y0, x0) = loaded
-        wcs = WCS(header)[y0 : y0 + image.shape[0], x0 : x0 + image.shape[1]]
+        image, wcs = loaded
         rows.append(("Spitzer IRAC2, CAR", *astrometry(image, wcs, *star_positions_real(image),
                                                        nets)))
     return rows
@@ -292,6 +282,7 @@ def _mark(ok):
 
 def report(args, labels, rows, flux, counts, astro, speed):
     methods = list(rows[0][1])
+    skipped = absent_images([name for _, name, _ in REAL])
     lines = [
         "# Super-resolution benchmark (x2)", "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
@@ -299,9 +290,9 @@ def report(args, labels, rows, flux, counts, astro, speed):
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
         f"- default model: `{labels['default']}`; SRCNN: `{labels['srcnn']}`",
         f"- mode: {'QUICK (tiny crops, script check only)' if args.quick else 'full'}",
-        f"- real images from {DATA}; skipped (absent): "
-        + (", ".join(sorted(SKIPPED)) if SKIPPED else "none")
-        + (" (the Spitzer astrometry row too)" if REAL[2][1] in SKIPPED else ""), "",
+        f"- real images from {DATA_DIR}; skipped (absent): "
+        + (", ".join(skipped) if skipped else "none")
+        + (" (the Spitzer astrometry row too)" if REAL[2][1] in skipped else ""), "",
         "## PSNR [dB] (reference = original; input = original binned x2 by block mean)", "",
         "| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|",
     ]

@@ -272,6 +272,24 @@ def test_one_number_as_uncertainty_is_every_pixels_sigma(tmp_path, wcs_factory):
         np.testing.assert_array_equal(hdul["UNCERT"].data, np.full(shape, 0.5))
 
 
+def test_uncertainty_as_a_quantity_is_converted_to_the_data_unit(tmp_path, wcs_factory):
+    from astropy import units as u
+
+    shape = (16, 12)
+    kilo_electron = u.CompositeUnit(1e3, [u.electron], [1])
+    meta = {"unit": "electron", "wcs": wcs_factory(shape), "uncertainty": 2e-3 * kilo_electron}
+    save_fits(tmp_path / "scalar.fits", np.ones(shape), meta)
+    meta["uncertainty"] = np.full(shape, 3.0) * u.electron
+    save_fits(tmp_path / "array.fits", np.ones(shape), meta)
+    for path, sigma in (("scalar.fits", 2.0), ("array.fits", 3.0)):
+        with fits.open(tmp_path / path) as hdul:
+            np.testing.assert_allclose(hdul["UNCERT"].data, sigma)
+    meta["uncertainty"] = 2.0 * u.Jy
+    with pytest.raises(u.UnitConversionError, match=r"'layer'.*electron.*Jy"):
+        save_fits(tmp_path / "wrong.fits", np.ones(shape), meta)
+    assert not (tmp_path / "wrong.fits").exists()
+
+
 def test_colour_cube_keeps_its_mask_and_rgba_its_four_bands(tmp_path, wcs_factory):
     from astropy.nddata import CCDData
 

@@ -205,10 +205,25 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
         uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape, name)
     else:
         uncertainty, mask = _pixel_extras(metadata, array.shape, name)
+    unit = u.Unit(metadata.get("unit") or u.dimensionless_unscaled)
     return CCDData(
-        array, unit=metadata.get("unit") or u.dimensionless_unscaled, wcs=wcs, meta=header,
-        uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty), mask=mask,
+        array, unit=unit, wcs=wcs, meta=header,
+        uncertainty=None if uncertainty is None else StdDevUncertainty(
+            _in_unit(uncertainty, unit, name)), mask=mask,
     )
+
+
+def _in_unit(uncertainty, unit, name):
+    """The uncertainty as numbers in the data's ``unit``: a Quantity is converted."""
+    if not isinstance(uncertainty, u.Quantity):
+        return uncertainty
+    try:
+        return uncertainty.to_value(unit)
+    except u.UnitConversionError:
+        raise u.UnitConversionError(
+            f"'{name}' has data in {unit.to_string() or 'no unit'} but its "
+            f"metadata['uncertainty'] is in {uncertainty.unit}: set it in the data's unit, "
+            "or as plain numbers in that unit") from None
 
 
 def _fits_dtype(array, name):
@@ -246,11 +261,12 @@ def _colour_mask(mask, shape, name):
 def _pixel_extras(metadata, shape, name):
     """``metadata``'s uncertainty and mask, checked against the data ``shape``.
 
-    One number as the uncertainty is that sigma on every pixel.
+    One number as the uncertainty is that sigma on every pixel (a Quantity
+    keeps its unit, converted later by `_in_unit`).
     """
     uncertainty = metadata.get("uncertainty")
     if uncertainty is not None and np.ndim(uncertainty) == 0:
-        uncertainty = np.full(shape, float(uncertainty), dtype=np.float32)
+        uncertainty = np.full(shape, 1.0, dtype=np.float32) * uncertainty
     extras = uncertainty, metadata.get("mask")
     for key, extra in zip(("uncertainty", "mask"), extras, strict=True):
         if extra is not None and np.shape(extra) != shape:
