@@ -64,8 +64,8 @@ from ._warnings import warn
 from .normalize import Normalization, estimate_normalization, grid_sample, grid_step
 from .registry import load_model
 
-__all__ = ["deblur", "prepare_psf", "psf_stamp", "wiener_prefilter", "wiener_prefilters",
-           "wiener_radius", "conserve_flux", "estimate_white_noise"]
+__all__ = ["deblur", "prepare_psf", "psf_offset", "psf_stamp", "wiener_prefilter",
+           "wiener_prefilters", "wiener_radius", "conserve_flux", "estimate_white_noise"]
 
 
 def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile_size=256,
@@ -153,6 +153,8 @@ def deblur(data, *, psf=None, uncertainty=None, model="default", unit=None, tile
     psf, source = _given_or_own_psf(psf, data)
     kernel = None if psf is None else prepare_psf(psf)
     psf_note = _psf_note(kernel, source)
+    if kernel is not None:
+        _warn_if_off_centre(kernel)
     tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, progress=progress,
                   precision=precision)
     if chunked.is_chunked_input(data, out):
@@ -686,6 +688,36 @@ def conserve_flux(output, reference, *, good):
     total_out = float(np.sum(output[good], dtype=np.float64))
     offset = (total_in - total_out) / n_good
     return (output + offset).astype(output.dtype), offset
+
+
+#: Distance (pixels) of the PSF's centroid from its central pixel above which `deblur` warns.
+OFF_CENTRE_PSF = 0.1
+
+
+def psf_offset(kernel):
+    """(dx, dy): the centroid of an odd kernel relative to its central pixel, in pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kernel = np.zeros((3, 3)); kernel[1, 1:] = 0.5
+    >>> psf_offset(kernel)
+    (0.5, 0.0)
+    """
+    y, x = np.indices(kernel.shape)
+    total = kernel.sum()
+    return (float((kernel * (x - kernel.shape[1] // 2)).sum() / total),
+            float((kernel * (y - kernel.shape[0] // 2)).sum() / total))
+
+
+def _warn_if_off_centre(kernel):
+    """Warn for a PSF whose centroid is more than `OFF_CENTRE_PSF` from its central pixel."""
+    dx, dy = psf_offset(kernel)
+    if np.hypot(dx, dy) > OFF_CENTRE_PSF:
+        warn(f"deblur: the PSF's centroid is ({dx:.2f}, {dy:.2f}) px from its central pixel. "
+             "The output is registered by that offset, as a deconvolution must, but the network "
+             "was trained on centred PSFs and deblurs less sharply (0.8 dB PSNR lost at 0.35 px "
+             "in the docs' test): centre the PSF unless its offset is real")
 
 
 def _psf_note(kernel, source=None):

@@ -217,6 +217,23 @@ def test_deblur_uses_the_inputs_own_psf(blurred_sky, tiny_net):
     assert "PSF given (the input's psf)" in "\n".join(own.header["HISTORY"])
 
 
+def test_deblur_warns_for_an_off_centre_psf(blurred_sky, tiny_net):
+    from scipy.ndimage import shift
+
+    from astro_nn_restore.deblur import psf_offset
+
+    image, kernel, _ = blurred_sky
+    moved = np.clip(shift(np.pad(kernel, 1), (0.19, 0.29), order=3), 0, None)
+    assert psf_offset(prepare_psf(moved)) == pytest.approx((0.29, 0.19), abs=0.01)
+    with pytest.warns(AstropyUserWarning, match=r"centroid is \(0.29, 0.19\) px") as caught:
+        deblur(image, psf=moved, model=tiny_net, **FAST)
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # centred, and an even PSF (re-centred on its centroid)
+        deblur(image, psf=kernel, model=tiny_net, **FAST)
+        deblur(image, psf=moved[1:, 1:], model=tiny_net, **FAST)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3), (3, 1)])
 def test_a_psf_one_pixel_wide_is_accepted(blurred_sky, tiny_net, shape):
     image = blurred_sky[0]
