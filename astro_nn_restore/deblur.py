@@ -530,14 +530,13 @@ def _psf_source(psf):
 
 
 def _recentre_on_odd_grid(kernel):
-    from scipy.ndimage import center_of_mass, shift
+    from scipy.ndimage import shift
 
     ny, nx = (n + 1 - n % 2 for n in kernel.shape)
     padded = np.zeros((ny, nx))
     padded[: kernel.shape[0], : kernel.shape[1]] = kernel
-    weights = np.clip(padded, 0, None)
-    cy, cx = center_of_mass(weights)
-    moved = shift(padded, (ny // 2 - cy, nx // 2 - cx), order=3, mode="constant")
+    dx, dy = psf_offset(padded)
+    moved = shift(padded, (-dy, -dx), order=3, mode="constant")
     return moved / moved.sum()
 
 
@@ -695,7 +694,10 @@ OFF_CENTRE_PSF = 0.1
 
 
 def psf_offset(kernel):
-    """(dx, dy): the centroid of an odd kernel relative to its central pixel, in pixels.
+    """(dx, dy): the centroid of a kernel relative to its central pixel, in pixels.
+
+    The centroid of the kernel's positive part (noise in an empirical PSF's
+    wings may be negative), as `prepare_psf` uses to centre an even-sized PSF.
 
     Examples
     --------
@@ -704,10 +706,10 @@ def psf_offset(kernel):
     >>> psf_offset(kernel)
     (0.5, 0.0)
     """
-    y, x = np.indices(kernel.shape)
-    total = kernel.sum()
-    return (float((kernel * (x - kernel.shape[1] // 2)).sum() / total),
-            float((kernel * (y - kernel.shape[0] // 2)).sum() / total))
+    from scipy.ndimage import center_of_mass
+
+    cy, cx = center_of_mass(np.clip(kernel, 0, None))
+    return float(cx - kernel.shape[1] // 2), float(cy - kernel.shape[0] // 2)
 
 
 def _warn_if_off_centre(kernel):

@@ -201,20 +201,19 @@ def ccd_from_layer(data, metadata, *, rgb=False, name="layer"):
     elif not rgb and array.ndim == 3 and (wcs is None or wcs.naxis < 3) and "CTYPE3" not in header:
         # an untyped (3, ny, nx) cube reads back as RGB (is_colour_cube): mark a stack
         header["CTYPE3"] = ("PLANE", "a stack of planes, not colour")
+    unit = u.Unit(metadata.get("unit") or u.dimensionless_unscaled)
     if rgb:
         uncertainty, mask = None, _colour_mask(metadata.get("mask"), array.shape, name)
     else:
-        uncertainty, mask = _pixel_extras(metadata, array.shape, name)
-    unit = u.Unit(metadata.get("unit") or u.dimensionless_unscaled)
+        uncertainty, mask = _pixel_extras(metadata, array.shape, unit, name)
     return CCDData(
         array, unit=unit, wcs=wcs, meta=header,
-        uncertainty=None if uncertainty is None else StdDevUncertainty(
-            _in_unit(uncertainty, unit, name)), mask=mask,
+        uncertainty=None if uncertainty is None else StdDevUncertainty(uncertainty), mask=mask,
     )
 
 
 def _in_unit(uncertainty, unit, name):
-    """The uncertainty as numbers in the data's ``unit``: a Quantity is converted."""
+    """The uncertainty as numbers in the data's ``unit``: a Quantity is converted, others kept."""
     if not isinstance(uncertainty, u.Quantity):
         return uncertainty
     try:
@@ -258,15 +257,15 @@ def _colour_mask(mask, shape, name):
     return mask.copy()
 
 
-def _pixel_extras(metadata, shape, name):
-    """``metadata``'s uncertainty and mask, checked against the data ``shape``.
+def _pixel_extras(metadata, shape, unit, name):
+    """``metadata``'s uncertainty (in ``unit``) and mask, checked against the data ``shape``.
 
-    One number as the uncertainty is that sigma on every pixel (a Quantity
-    keeps its unit, converted later by `_in_unit`).
+    One number as the uncertainty is that sigma on every pixel; a Quantity
+    is converted to the data's ``unit``.
     """
-    uncertainty = metadata.get("uncertainty")
+    uncertainty = _in_unit(metadata.get("uncertainty"), unit, name)
     if uncertainty is not None and np.ndim(uncertainty) == 0:
-        uncertainty = np.full(shape, 1.0, dtype=np.float32) * uncertainty
+        uncertainty = np.full(shape, float(uncertainty), dtype=np.float32)
     extras = uncertainty, metadata.get("mask")
     for key, extra in zip(("uncertainty", "mask"), extras, strict=True):
         if extra is not None and np.shape(extra) != shape:
