@@ -716,11 +716,13 @@ def _warn_if_off_centre(kernel):
     """Warn for a PSF whose centroid is more than `OFF_CENTRE_PSF` from its central pixel."""
     dx, dy = psf_offset(kernel)
     if np.hypot(dx, dy) > OFF_CENTRE_PSF:
+        back = tuple(round(-d, 2) + 0.0 for d in (dx, dy))  # + 0.0: no "-0.00"
         warn(f"deblur: the PSF's centroid is ({dx:.2f}, {dy:.2f}) px (x, y) from its central "
-             f"pixel, so sources in the output move by about ({-dx:.2f}, {-dy:.2f}) px from where "
-             "they are in the input, as a deconvolution with that PSF must; the network was "
-             "trained on centred PSFs and deblurs less sharply (0.8 dB PSNR lost at 0.35 px in "
-             "the docs' test): centre the PSF unless its offset is real")
+             f"pixel, so sources in the output move towards ({back[0]:.2f}, {back[1]:.2f}) px "
+             "from where they are in the input, as a deconvolution with that PSF must (the "
+             "shipped model moves them about 0.7 of that); the network was trained on centred "
+             "PSFs and deblurs less sharply (0.8 dB PSNR lost at 0.35 px in the docs' test): "
+             "centre the PSF unless its offset is real")
 
 
 def _psf_note(kernel, source=None):
