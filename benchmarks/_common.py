@@ -99,6 +99,20 @@ def passfail(ok):
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
+def median_seconds(func, repeats=3):
+    """Median wall time in seconds of ``repeats`` calls of ``func()``.
+
+    One timing on a shared machine can be off by tens of per cent; the median
+    of a few is what the reports quote.
+    """
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def write_report(path, text):
     """Write the report (markdown) to ``path`` and print it."""
     path = Path(path)
