@@ -334,3 +334,39 @@ def test_add_blocks_grows_the_init_model_without_changing_its_output(tmp_path, c
                      *common]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--add-blocks" in err
+
+
+def test_saturate_clips_the_brightest_stars_flat_and_leaves_the_rest(sky):
+    from astro_nn_restore.train.superres import make_pair, saturate
+
+    fine = sky.astype(np.float64)
+    clipped = saturate(fine, np.random.default_rng(0))
+    level = clipped.max()
+    assert np.percentile(fine, 99) < level < fine.max()
+    assert (clipped == level).sum() > 1  # a plateau, not a peak
+    below = fine < level
+    np.testing.assert_array_equal(clipped[below], fine[below])
+    assert saturate(np.ones((8, 8)), np.random.default_rng(0)).max() == 1  # nothing to clip
+    # the target of a saturated pair has the plateau too; share 0 draws nothing extra
+    _, target = make_pair(fine, np.random.default_rng(1), saturated_share=1.0)
+    assert (target == target.max()).sum() > 1
+    plain = [make_pair(fine, np.random.default_rng(2), **kw)[1] for kw in ({}, {
+        "saturated_share": 0.0})]
+    np.testing.assert_array_equal(*plain)
+
+
+def test_saturated_share_option_reaches_the_card_and_is_checked(tmp_path, capsys):
+    import json
+
+    from astro_nn_restore.train.__main__ import main
+
+    common = ["--batch-size", "2", "--patch-size", "32", "--val-every", "1", "--threads", "1",
+              "--checkpoint-every", "1", "--precision", "fp32", "--n-simulated", "1",
+              "--steps", "1", "--arch", '{"channels": 4, "blocks": 1}']
+    assert main(["superres", "--out", str(tmp_path / "a"), "--name", "sr-a",
+                 "--saturated-share", "0.5", *common]) == 0
+    card = json.loads((tmp_path / "a" / "sr-a.json").read_text())
+    assert card["saturated_share"] == 0.5 and "50% saturated" in card["degradation"]
+    assert main(["superres", "--out", str(tmp_path / "b"), "--saturated-share", "1.5",
+                 *common]) == 2
+    assert "--saturated-share" in capsys.readouterr().err

@@ -143,6 +143,23 @@ def test_export_takes_best_validation_weights(tmp_path, export_best):
     assert card["training"]["steps"] == 20
 
 
+
+def test_export_last_takes_the_final_weights_also_on_resume(tmp_path):
+    """--export-last ships the last step's weights; ``--resume --steps N --export-last``
+    at the step a run stopped exports them without training; fewer steps is refused."""
+    settings = dict(out=str(tmp_path), steps=20, val_every=1, patience=100, precision="fp32",
+                    name="overshoot")
+    best = fit(_OvershootTask(TrainConfig(**settings)), TrainConfig(**settings))
+    assert best["validation"]["step"] == 5
+    last = TrainConfig(**settings, resume=True, export_last=True)
+    card = fit(_OvershootTask(last), last)
+    assert card["validation"]["step"] == card["training"]["steps"] == 20
+    assert float(load_file(tmp_path / "overshoot.safetensors")["weight"].ravel()[0]) > 0.09
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 21  # no step was added
+    short = TrainConfig(**{**settings, "steps": 10}, resume=True)
+    with pytest.raises(ValueError, match="at step 20, beyond --steps 10"):
+        fit(_OvershootTask(short), short)
+
 @pytest.mark.parametrize("task_name", ["denoise", "deblur", "superres"])
 def test_training_draws_real_patches(tmp_path, task_name):
     """Real images (HDF + scikit-image's but the Moon) in REAL_SHARE of the patches."""

@@ -35,6 +35,8 @@ _HELP = {
               "other settings must be repeated)",
     "overwrite": "replace the training run already in OUT (without it, an OUT holding a run "
                  "is refused)",
+    "export_last": "export the final weights, not those of the best validation (for "
+                   "training data the validation set does not hold)",
     "data": "folder of FITS files to train on (besides the simulator)",
     "name": "model name (file stem of the exported weights and card)",
 }
@@ -72,6 +74,9 @@ def build_parser():
             sub.add_argument("--add-blocks", type=int, default=None, metavar="N",
                              help="with --init: append N residual blocks (starting as the "
                                   "identity) to the initial SRResNet before fine-tuning")
+            sub.add_argument("--saturated-share", type=float, default=None,
+                             help="share of training patches whose brightest stars are "
+                                  "clipped flat like saturated cores (default: 0)")
         if name == "colorize":
             sub.add_argument("--hdf-share", type=float, default=None,
                              help="share of training patches from the Hubble Deep Field "
@@ -140,7 +145,8 @@ def main(argv=None):
     command = "python -m astro_nn_restore.train " + shlex.join(argv)
     extra = {"architecture": args.arch, "n_simulated": args.n_simulated}
     for option in ("init", "self_supervised", "gain", "read_noise", "sky", "hdf_share",
-                   "consistency_weight", "add_blocks"):
+                   "consistency_weight", "add_blocks",
+                   "saturated_share"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     config = TrainConfig(**values, command=command, extra=extra)

@@ -9,7 +9,10 @@ export to the registry format at the end. The exported weights are those of the
 best validation (``best.safetensors``, kept beside the checkpoint), so a run
 that degrades late, or diverges, still ships its best model; a task whose
 validation loss does not measure what its last phase optimises (a GAN) sets
-``export_best = False`` and exports the final weights.
+``export_best = False`` and exports the final weights, and so does a run with
+``export_last`` (``--export-last``), for training data the validation set does
+not hold. ``--resume --steps N --export-last`` with N the step a run stopped at
+exports that run's final weights without training further.
 
 Resume is exact because every batch is drawn from a generator seeded by
 ``(seed, step)``: nothing about the data stream has to be saved, only the
@@ -53,6 +56,7 @@ class TrainConfig:
     threads: int | None = None
     resume: bool = False
     overwrite: bool = False
+    export_last: bool = False
     data: str | None = None
     name: str | None = None
     command: str = ""
@@ -239,6 +243,9 @@ def fit(task, config):
     out.mkdir(parents=True, exist_ok=True)
     if config.resume:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        if state["step"] > config.steps:
+            raise ValueError(f"the run in {out} is at step {state['step']}, beyond --steps "
+                             f"{config.steps}: give --steps {state['step']} or more")
     else:
         _remove_run(out)  # nothing of an overwritten run may be resumed or exported later
         saved = _comparable({**asdict(config), "task": task.task})  # --data resolved
@@ -256,9 +263,13 @@ def fit(task, config):
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         raise
-    if task.export_best:
+    if _exports_best(task, config):
         _load_best(model, out, state)
     return _export(task, config, model, state, out)
+
+
+def _exports_best(task, config):
+    return task.export_best and not config.export_last
 
 
 def check_config(config):
@@ -476,7 +487,7 @@ def _export(task, config, model, state, out):
             "data": task.data_description(),
             "code_version": _code_version(),
         },
-        "validation": _exported_validation(task, state),
+        "validation": _exported_validation(_exports_best(task, config), state),
     }
     if config.extra.get("init") is not None:
         card["training"]["init"] = _init_record(config.extra["init"], task.task)
@@ -514,9 +525,9 @@ def _init_record(init, task):
             "training": card.get("training", {})}
 
 
-def _exported_validation(task, state):
+def _exported_validation(best, state):
     """Validation metrics of the exported weights (and the step they are from)."""
-    if task.export_best and "best_step" in state:
+    if best and "best_step" in state:
         return {**state["best_metrics"], "step": state["best_step"]}
     return {**state.get("last_val", {}), "step": state["step"]}
 

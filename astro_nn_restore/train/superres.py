@@ -17,7 +17,9 @@ the Hubble Deep Field, the other images bundled with scikit-image
 (`~astro_nn_restore.datasets.packaged_images`: cells, a retina, textures;
 the Moon is kept for validation) and an optional FITS folder; 30 % of
 patches get an extra Gaussian blur (sigma 0.3-1.2 px) applied to input and
-target alike, for more PSF shapes. The network's output is compared with the
+target alike, for more PSF shapes. With ``--saturated-share S``, a share S
+of the patches first has its brightest stars clipped flat (`saturate`), like
+the cores of a saturated detector. The network's output is compared with the
 clean fine patch.
 
 Normalisation is the one used at inference, on the coarse patch:
@@ -54,12 +56,35 @@ FWHM_RANGE = (1.2, 5.0)
 #: superres-default 0.1.dev drew ~1 % and gained +3 dB over SRCNN on simulated
 #: skies but only 0-0.4 dB on real images.
 REAL_SHARE = 0.3
+#: Default share of patches with saturated stars (``--saturated-share``).
+SATURATED_SHARE = 0.0
 
 
-def make_pair(fine, rng, *, factor=FACTOR, noise_fraction=None):
-    """(input (1, h, w), target (1, f h, f w)) normalised, from one clean fine patch."""
+def saturate(fine, rng):
+    """``fine`` clipped at a level between its 99th percentile and its peak.
+
+    The brightest stars then have the flat cores of a saturated detector, in the
+    target and (binned) in the input alike, so the network learns to keep such a
+    plateau flat instead of drawing a peak on it. The level is drawn uniformly
+    between 10 % and 70 % of the way from the 99th percentile to the peak.
+    """
+    peak, base = float(fine.max()), float(np.percentile(fine, 99))
+    if peak <= base:
+        return fine
+    return np.minimum(fine, base + (peak - base) * rng.uniform(0.1, 0.7))
+
+
+def make_pair(fine, rng, *, factor=FACTOR, noise_fraction=None, saturated_share=0.0):
+    """(input (1, h, w), target (1, f h, f w)) normalised, from one clean fine patch.
+
+    A share ``saturated_share`` of the patches is clipped by `saturate` first.
+    """
     if rng.random() < 0.3:
         fine = gaussian_filter(fine, rng.uniform(0.3, 1.2), mode="reflect")
+    # after the blur, which is part of the PSF; no draw at share 0, so that runs
+    # without saturation keep their random stream
+    if saturated_share and rng.random() < saturated_share:
+        fine = saturate(fine, rng)
     if noise_fraction is None:
         noise_fraction = np.exp(rng.uniform(*np.log(NOISE_RANGE)))
     lo, hi = np.percentile(fine, [0.5, 99.9])
@@ -110,6 +135,9 @@ class SuperResTask(TrainTask):
         # a fine-tuned model keeps the class of its card (see `initial_model`)
         self.cls = None if config.extra.get("init") is not None else ARCHITECTURES[name]
         self.add_blocks = _check_add_blocks(config)
+        self.saturated_share = float(config.extra.get("saturated_share", SATURATED_SHARE))
+        if not 0 <= self.saturated_share <= 1:
+            raise ValueError(f"--saturated-share must be in [0, 1], got {self.saturated_share}")
         if self.add_blocks:
             self.arguments["blocks"] += self.add_blocks
         self.real = ImagePool.real(folder=config.data)
@@ -127,7 +155,8 @@ class SuperResTask(TrainTask):
     def batch(self, step, rng):
         factor = self.arguments["factor"]
         size = self.config.patch_size // factor * factor
-        return _stack([make_pair(self._crop(rng, size), rng, factor=factor)
+        return _stack([make_pair(self._crop(rng, size), rng, factor=factor,
+                                 saturated_share=self.saturated_share)
                        for _ in range(self.config.batch_size)])
 
     def loss(self, prediction, target, step):
@@ -158,10 +187,13 @@ class SuperResTask(TrainTask):
             "degradation": f"coarse_detector: block mean {model.factor}x{model.factor} + "
                            f"Gaussian noise {NOISE_RANGE[0]:g}-{NOISE_RANGE[1]:g} of range; "
                            f"skies with random_psf PSFs, FWHM {FWHM_RANGE[0]}-{FWHM_RANGE[1]} px, "
-                           f"{DIFFUSE_SHARE:.0%} with diffuse emission; 30% extra blur",
+                           f"{DIFFUSE_SHARE:.0%} with diffuse emission; 30% extra blur"
+                           + (f"; {self.saturated_share:.0%} saturated (clipped) first"
+                              if self.saturated_share else ""),
             "loss": "L1(asinh) + 100 L1 / patch peak",
             "block_consistent": bool(model.project),
             "real_share": REAL_SHARE,
+            "saturated_share": self.saturated_share,
         }
 
     def calibrate(self, model):
